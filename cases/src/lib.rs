@@ -1,1 +1,32 @@
-//! placeholder
+//! pkeys-cases: the conformance cases, one module per area.
+//!
+//! Each case is data (id, requirements, time limit) plus a function written against the
+//! `pkeys-harness` API. Case ids are `area::name[::variant]`. Each module documents the man page
+//! and the upstream test (kernel selftest, LTP, glibc) each case ports.
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod access;
+pub mod alloc;
+pub mod compat;
+pub mod selftest;
+pub mod support;
+mod util;
+
+use pkeys_harness::Case;
+
+/// Every conformance case, in run order.
+pub fn all() -> Vec<Case> {
+    let mut v = Vec::new();
+    v.extend(support::cases());
+    v.extend(compat::cases());
+    v.extend(alloc::cases());
+    v.extend(access::cases());
+    v
+}
+
+/// The fault-injection cases: each misbehaves on purpose and must be reported as FAIL, TIMEOUT or
+/// ERROR (see `suite/tests/can_fail.rs`). Kept out of [`all`].
+pub fn selftests() -> Vec<Case> {
+    selftest::cases()
+}

@@ -1,1 +1,27 @@
-//! placeholder
+//! pkeys-harness: everything unsafe and architecture-specific that the pkeys conformance cases need.
+//!
+//! - [`sys`]: the raw `pkey_alloc`, `pkey_free`, `pkey_mprotect` system calls, returning the errno;
+//! - [`pkru`]: RDPKRU/WRPKRU with a shadow copy checked on every read;
+//! - [`cpu`]: CPUID probing (PKU, OSPKE, the XSAVE offset of PKRU);
+//! - [`probe`]: what this machine can run, and the SKIP reason when it cannot;
+//! - [`fault`]: the SIGSEGV capture (`si_code`, `si_addr`, `si_pkey`, handler and saved PKRU);
+//! - [`mem`]: mappings of every kind (anonymous, THP, hugetlb, file, memfd, SysV shm) with safe access;
+//! - [`case`], [`verdict`], [`isolate`]: the case model, verdicts and fork-per-case isolation;
+//! - [`ktap`]: the KTAP version 1 writer.
+#![warn(missing_docs)]
+#![cfg(target_arch = "x86_64")]
+
+pub mod case;
+pub mod cpu;
+pub mod fault;
+pub mod inject;
+pub mod isolate;
+pub mod ktap;
+pub mod mem;
+pub mod pkru;
+pub mod probe;
+pub mod sys;
+pub mod verdict;
+
+pub use case::{Case, Ctx, Needs, Outcome, Stop};
+pub use verdict::{CaseReport, Verdict};

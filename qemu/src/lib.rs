@@ -1,1 +1,26 @@
-//! placeholder
+//! `pkeys-qemu`: run the pkeys conformance suite in scripted qemu guests.
+//!
+//! The pieces, in the order a run uses them:
+//! - [`config`] reads `ci/kernels.toml` (kernels and the guest matrix);
+//! - [`kernel`] resolves a kernel spec (a bzImage path or `debian:<name>`), with [`apt`]
+//!   fetching Debian kernel packages into the cache through a private apt configuration;
+//! - [`suite`] builds (or takes) the statically linked `pkeys-suite`, and [`initramfs`] packs it
+//!   as `/init` into a cpio newc + gzip initramfs ([`cpio`]);
+//! - [`qemu`] builds the qemu command line and [`guest`] boots one guest, watches its console
+//!   and result UART, and turns what it saw into a [`pkeys_report::GuestRun`];
+//! - [`matrix`] runs many guests concurrently and hands the results to `pkeys_report`;
+//! - [`cleanup`] makes sure no qemu outlives the command (SIGINT/SIGTERM included).
+#![warn(missing_docs)]
+
+pub mod apt;
+pub mod cleanup;
+pub mod config;
+pub mod cpio;
+pub mod debver;
+pub mod guest;
+pub mod initramfs;
+pub mod kernel;
+pub mod matrix;
+pub mod paths;
+pub mod qemu;
+pub mod suite;

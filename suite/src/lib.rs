@@ -1,4 +1,140 @@
-//! The `pkeys-suite` front end: the libtest-mimic runner over the cases, and the guest init.
+//! The `pkeys-suite` front end: a libtest-mimic runner over the cases (so `cargo test` and
+//! `cargo nextest run` run it), a KTAP mode for guests and CI, and the guest init.
+//!
+//! Extra options on top of libtest's: `--format ktap`, `--selftest` (the fault-injection cases
+//! instead of the conformance cases), `--seed N`, `--timeout-scale F`.
 #![warn(missing_docs)]
 
 pub mod init;
+mod options;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use options::Extra;
+use pkeys_harness::isolate::{self, Options};
+use pkeys_harness::probe::Caps;
+use pkeys_harness::{Case, CaseReport, Verdict, cpu, ktap};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Entry point shared by the binary and the `cargo test` target.
+pub fn main_entry() -> ExitCode {
+    init::run_if_pid1();
+    let argv: Vec<String> = std::env::args().collect();
+    let (extra, rest) = match options::split(&argv) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("pkeys-suite: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut args = Arguments::from_iter(rest);
+    let cases = if extra.selftest {
+        pkeys_cases::selftests()
+    } else {
+        pkeys_cases::all()
+    };
+    isolate::become_subreaper();
+    let caps = Caps::probe();
+    let opts = Options {
+        seed: extra.seed,
+        iteration: 0,
+        timeout_scale: extra.timeout_scale,
+    };
+    if extra.ktap && !args.list {
+        return run_ktap(&args, &extra, cases, &caps, &opts);
+    }
+    // Cases fork; the parent must stay single-threaded.
+    args.test_threads = Some(1);
+    if !args.list {
+        println!("pkeys-suite: {}", caps.summary());
+    }
+    let caps = Arc::new(caps);
+    let trials = cases
+        .into_iter()
+        .map(|case| {
+            let caps = Arc::clone(&caps);
+            Trial::ignorable_test(case.id.clone(), move || {
+                to_libtest(isolate::run(&case, &caps, &opts))
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn to_libtest(r: CaseReport) -> Result<Completion, Failed> {
+    match r.verdict {
+        Verdict::Pass | Verdict::XFail(_) => Ok(Completion::Completed),
+        Verdict::Skip(reason) => Ok(Completion::ignored_with(reason)),
+        v => {
+            let mut msg = v.to_string();
+            for d in &r.diagnostics {
+                msg.push_str("\n  ");
+                msg.push_str(d);
+            }
+            Err(msg.into())
+        }
+    }
+}
+
+fn selected(args: &Arguments, id: &str) -> bool {
+    let matches = |f: &str| if args.exact { id == f } else { id.contains(f) };
+    if args.skip.iter().any(|s| matches(s)) {
+        return false;
+    }
+    args.filter.as_deref().is_none_or(matches)
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn run_ktap(
+    args: &Arguments,
+    extra: &Extra,
+    cases: Vec<Case>,
+    caps: &Caps,
+    opts: &Options,
+) -> ExitCode {
+    let cases: Vec<Case> = cases
+        .into_iter()
+        .filter(|c| selected(args, &c.id))
+        .collect();
+    let header = format!(
+        "pkeys-suite version={} kernel={} cpu=\"{}\" {} seed={}{}",
+        env!("CARGO_PKG_VERSION"),
+        kernel_release(),
+        cpu::model_name(),
+        caps.summary(),
+        extra.seed,
+        if extra.selftest { " mode=selftest" } else { "" }
+    );
+    let stdout = std::io::stdout().lock();
+    let run = || -> std::io::Result<bool> {
+        let mut w = ktap::Writer::start(stdout, &header)?;
+        w.plan(cases.len())?;
+        let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+        let mut bad = false;
+        for case in &cases {
+            let r = isolate::run(case, caps, opts);
+            *counts.entry(r.verdict.name()).or_default() += 1;
+            bad |= r.verdict.is_bad();
+            w.result(&r)?;
+        }
+        let summary: Vec<String> = counts
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.to_lowercase()))
+            .collect();
+        let _ = w.finish(&format!("{} total={}", summary.join(" "), cases.len()))?;
+        Ok(bad)
+    };
+    match run() {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("pkeys-suite: writing KTAP: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

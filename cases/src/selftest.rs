@@ -1,0 +1,104 @@
+//! Fault-injection cases: each misbehaves on purpose. They exist to prove the harness reports FAIL,
+//! TIMEOUT or ERROR when it should, and are run only with `pkeys-suite --selftest` (the project's
+//! own tests check every verdict). None of them is a conformance check.
+
+use crate::util::{expect_one_pkey_fault, init_pkru, sysfail};
+use pkeys_harness::fault::{self, Fix};
+use pkeys_harness::inject;
+use pkeys_harness::mem::{Kind, Region};
+use pkeys_harness::sys::PKEY_DISABLE_ACCESS as AD;
+use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, pkru};
+use std::time::Duration;
+
+/// The fault-injection cases and, in the same order, the verdict each must get (on a PKU machine).
+pub const EXPECTED: &[(&str, &str)] = &[
+    ("selftest::missing_fault", "FAIL"),
+    ("selftest::wrong_si_pkey", "FAIL"),
+    ("selftest::unexpected_sigbus", "FAIL"),
+    ("selftest::prot_none_read", "FAIL"),
+    ("selftest::hang", "TIMEOUT"),
+    ("selftest::after_hang", "PASS"),
+    ("selftest::abort", "FAIL"),
+    ("selftest::sigkill_self", "FAIL"),
+    ("selftest::exit_without_verdict", "ERROR"),
+    ("selftest::exit0_without_verdict", "ERROR"),
+    ("selftest::panic", "FAIL"),
+    ("selftest::leaves_child_running", "FAIL"),
+    ("selftest::pkru_clobbered", "FAIL"),
+    ("selftest::deny_key0_touch_libc", "FAIL"),
+];
+
+/// The cases of this module.
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case::new("selftest::missing_fault", Needs::NONE, missing_fault),
+        Case::new("selftest::wrong_si_pkey", Needs::PKEYS, wrong_si_pkey),
+        Case::new("selftest::unexpected_sigbus", Needs::NONE, |_| {
+            inject::raise(libc::SIGBUS);
+            Ok(())
+        }),
+        Case::new("selftest::prot_none_read", Needs::NONE, |_| {
+            let r = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+            r.mprotect(libc::PROT_NONE)
+                .map_err(|e| Stop::Fail(e.to_string()))?;
+            std::hint::black_box(r.read(16));
+            Ok(())
+        }),
+        Case::new("selftest::hang", Needs::NONE, |_| inject::hang())
+            .with_timeout(Duration::from_secs(1)),
+        Case::new("selftest::after_hang", Needs::NONE, |_| Ok(())),
+        Case::new("selftest::abort", Needs::NONE, |_| inject::abort()),
+        Case::new("selftest::sigkill_self", Needs::NONE, |_| {
+            inject::raise(libc::SIGKILL);
+            Ok(())
+        }),
+        Case::new("selftest::exit_without_verdict", Needs::NONE, |_| {
+            inject::exit_without_verdict(3)
+        }),
+        Case::new("selftest::exit0_without_verdict", Needs::NONE, |_| {
+            inject::exit_without_verdict(0)
+        }),
+        Case::new("selftest::panic", Needs::NONE, |_| {
+            panic!("deliberate panic")
+        }),
+        Case::new("selftest::leaves_child_running", Needs::NONE, |_| {
+            inject::leave_child_running();
+            Ok(())
+        }),
+        Case::new("selftest::pkru_clobbered", Needs::PKEYS, |_| {
+            let v = pkru::read();
+            pkru::wrpkru_raw(v ^ pkru::ad_bit(5));
+            std::hint::black_box(pkru::read());
+            Ok(())
+        }),
+        Case::new("selftest::deny_key0_touch_libc", Needs::PKEYS, |_| {
+            inject::deny_key0_and_call_libc();
+            Ok(())
+        }),
+    ]
+}
+
+/// Expects a fault from a read of a page nobody protected.
+fn missing_fault(ctx: &mut Ctx) -> Outcome {
+    let r = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+    let cap = fault::capture(Fix::AllowKey, || {
+        std::hint::black_box(r.read(0));
+    });
+    let pkru_now = if ctx.caps.cpu.ospke { pkru::read() } else { 0 };
+    expect_one_pkey_fault(ctx, &cap, 1, r.at(0), pkru_now, init_pkru(ctx)).map(drop)
+}
+
+/// A real access-disabled read, checked against the wrong key.
+fn wrong_si_pkey(ctx: &mut Ctx) -> Outcome {
+    let r = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+    let key = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
+    sysfail(
+        "pkey_mprotect",
+        r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
+    )?;
+    let before = pkru::read();
+    let cap = fault::capture(Fix::AllowKey, || {
+        std::hint::black_box(r.read(8));
+    });
+    expect_one_pkey_fault(ctx, &cap, key + 1, r.at(8), before, init_pkru(ctx)).map(drop)
+}

@@ -1,0 +1,144 @@
+//! Support probing and the unsupported-CPU checks.
+//!
+//! References: pkey_alloc(2), pkey_mprotect(2); kernel `Documentation/core-api/protection-keys.rst`.
+//! Ports `test_mprotect_pkey_on_unsupported_cpu` of `tools/testing/selftests/mm/protection_keys.c`.
+
+use crate::util::sysfail;
+use pkeys_harness::sys::{self, Errno};
+use pkeys_harness::{Case, Needs, Stop, check_eq, cpu};
+
+/// The cases of this module.
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case::new("support::probe", Needs::NONE, probe),
+        Case::new(
+            "support::unsupported_cpu::pkey_mprotect",
+            Needs::NO_PKU,
+            unsupported_pkey_mprotect,
+        ),
+        Case::new(
+            "support::unsupported_cpu::pkey_free",
+            Needs::NO_PKU,
+            unsupported_pkey_free,
+        ),
+    ]
+}
+
+/// `pkey_alloc(0, 0)` must agree with CPUID: with PKU and OSPKE it returns a key in 1..=15;
+/// without PKU it fails — with EINVAL on older x86 kernels, ENOSPC on newer ones (pkey_alloc(2)
+/// documents ENOSPC; DESIGN.md's "always EINVAL" does not hold on 6.18).
+fn probe(ctx: &mut pkeys_harness::Ctx) -> pkeys_harness::Outcome {
+    let c = cpu::probe();
+    ctx.diag(format!(
+        "cpu=\"{}\" pku={} ospke={} xsave_pkru_offset={} xsave_size={}",
+        cpu::model_name(),
+        c.pku as u8,
+        c.ospke as u8,
+        c.xsave_pkru_offset,
+        c.xsave_size
+    ));
+    let r = sys::pkey_alloc_raw(0, 0);
+    ctx.diag(format!("pkey_alloc(0, 0) = {r:?}"));
+    match (c.pku && c.ospke, r) {
+        (true, Ok(k)) => {
+            pkeys_harness::check!(
+                (1..16).contains(&k),
+                "pkey_alloc returned key {k}, outside 1..=15"
+            );
+            check_eq!(
+                c.xsave_pkru_size,
+                4,
+                "CPUID.(0xD,9).EAX: size of the PKRU XSAVE component"
+            );
+            check_eq!(sys::pkey_free(k), Ok(()), "pkey_free({k})");
+            Ok(())
+        }
+        (true, Err(e)) => Err(Stop::Fail(format!(
+            "CPU has PKU and OSPKE but pkey_alloc(0, 0) failed: {e}"
+        ))),
+        (false, Ok(k)) => Err(Stop::Fail(format!(
+            "CPU lacks PKU/OSPKE but pkey_alloc(0, 0) returned key {k}"
+        ))),
+        (false, Err(e)) if c.pku => {
+            // PKU present but the kernel did not enable it (nopku): EINVAL as well.
+            check_eq!(
+                e,
+                Errno::EINVAL,
+                "pkey_alloc(0, 0) errno with PKU disabled by the kernel"
+            );
+            Ok(())
+        }
+        (false, Err(e)) => {
+            // Measured: EINVAL on older x86 kernels (key 0 handed out, then refused by
+            // arch_set_user_pkey_access), ENOSPC on 6.18 (allocation map already full). Both are
+            // the kernel refusing for lack of PKU; anything else is a regression.
+            pkeys_harness::check!(
+                e == Errno::EINVAL || e == Errno::ENOSPC,
+                "pkey_alloc(0, 0) errno on a CPU without PKU: expected EINVAL or ENOSPC, got {e}"
+            );
+            ctx.diag(format!("no PKU: pkey_alloc refused with {e}"));
+            Ok(())
+        }
+    }
+}
+
+/// Without PKU, `pkey_mprotect` with any real key 1..=15 fails with EINVAL, and the mapping keeps
+/// its protection. Upstream accepts any failure; the kernel returns EINVAL (key not allocated).
+fn unsupported_pkey_mprotect(ctx: &mut pkeys_harness::Ctx) -> pkeys_harness::Outcome {
+    let r = crate::util::mapped(pkeys_harness::mem::Region::rw(
+        pkeys_harness::mem::Kind::Anon,
+    ))?;
+    for key in 1..sys::NR_PKEYS {
+        check_eq!(
+            r.pkey_mprotect(libc::PROT_READ, key),
+            Err(Errno::EINVAL),
+            "pkey_mprotect(PROT_READ, key {key})"
+        );
+    }
+    check_eq!(
+        crate::util::maps_perms(r.addr())?,
+        "rw-p".to_string(),
+        "protection after the refused calls"
+    );
+    sysfail("pkey_mprotect(-1)", r.pkey_mprotect(libc::PROT_READ, -1))?;
+    check_eq!(
+        crate::util::maps_perms(r.addr())?,
+        "r--p".to_string(),
+        "protection after pkey_mprotect(-1)"
+    );
+    ctx.diag("pkey_mprotect with keys 1..=15: EINVAL; with -1: ok");
+    Ok(())
+}
+
+/// Without PKU, `pkey_alloc` refuses every valid rights value with the same errno as the probe
+/// (EINVAL or ENOSPC, see `support::probe`), invalid arguments with EINVAL, and `pkey_free`
+/// refuses every key with EINVAL.
+fn unsupported_pkey_free(ctx: &mut pkeys_harness::Ctx) -> pkeys_harness::Outcome {
+    let first = sys::pkey_alloc_raw(0, 0);
+    ctx.diag(format!("pkey_alloc(0, 0) = {first:?}"));
+    pkeys_harness::check!(
+        matches!(first, Err(Errno::EINVAL | Errno::ENOSPC)),
+        "pkey_alloc(0, 0) on a CPU without PKU: expected EINVAL or ENOSPC, got {first:?}"
+    );
+    for rights in [sys::PKEY_DISABLE_ACCESS, sys::PKEY_DISABLE_WRITE, 3] {
+        check_eq!(
+            sys::pkey_alloc_raw(0, rights),
+            first,
+            "pkey_alloc(0, {rights})"
+        );
+    }
+    check_eq!(
+        sys::pkey_alloc_raw(1, 0),
+        Err(Errno::EINVAL),
+        "pkey_alloc(flags 1, 0)"
+    );
+    check_eq!(
+        sys::pkey_alloc_raw(0, 4),
+        Err(Errno::EINVAL),
+        "pkey_alloc(0, rights 4)"
+    );
+    for key in 1..sys::NR_PKEYS {
+        check_eq!(sys::pkey_free(key), Err(Errno::EINVAL), "pkey_free({key})");
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Small helpers shared by the case modules.
+
+use pkeys_harness::fault::{Capture, Fault};
+use pkeys_harness::sys::{Errno, SEGV_PKUERR};
+use pkeys_harness::{Ctx, Stop};
+
+/// Turn a harness error into a failed case.
+pub fn sysfail<T>(what: &str, r: Result<T, Errno>) -> Result<T, Stop> {
+    r.map_err(|e| Stop::Fail(format!("{what} failed: {e}")))
+}
+
+/// Turn a mapping error into a failed case (or SKIP for missing huge pages).
+pub fn mapped<T>(r: Result<T, String>) -> Result<T, Stop> {
+    r.map_err(|m| {
+        if m.contains("huge pages") {
+            Stop::Skip(m)
+        } else {
+            Stop::Fail(m)
+        }
+    })
+}
+
+/// The PKRU a signal handler starts with and `exec` sets: the probing process's start value.
+pub fn init_pkru(ctx: &Ctx) -> u32 {
+    ctx.caps
+        .start_pkru
+        .unwrap_or(pkeys_harness::pkru::DEFAULT_INIT_PKRU)
+}
+
+/// Assert that `cap` holds exactly one protection-key fault for `pkey` at `addr` whose frame saved
+/// `saved`, and whose handler ran with `handler_pkru`.
+pub fn expect_one_pkey_fault(
+    ctx: &mut Ctx,
+    cap: &Capture,
+    pkey: i32,
+    addr: usize,
+    saved: u32,
+    handler_pkru: u32,
+) -> Result<Fault, Stop> {
+    for f in &cap.faults {
+        ctx.diag_fault("fault", f);
+    }
+    if cap.faults.len() != 1 {
+        return Err(Stop::Fail(format!(
+            "fault count: expected 1, got {}",
+            cap.faults.len()
+        )));
+    }
+    let f = cap.faults[0];
+    pkeys_harness::check_eq!(f.signo, libc::SIGSEGV, "si_signo");
+    pkeys_harness::check_eq!(f.code, SEGV_PKUERR, "si_code (SEGV_PKUERR)");
+    pkeys_harness::check_eq!(f.pkey, pkey as u32, "si_pkey");
+    if f.addr != addr {
+        return Err(Stop::Fail(format!(
+            "si_addr: expected {addr:#x}, got {:#x}",
+            f.addr
+        )));
+    }
+    pkeys_harness::check_eq!(
+        f.saved_pkru.map(pkeys_harness::pkru::fmt),
+        Some(pkeys_harness::pkru::fmt(saved)),
+        "PKRU saved in the signal frame"
+    );
+    if saved != 0 {
+        pkeys_harness::check!(
+            f.xstate_bv & pkeys_harness::fault::XSTATE_PKRU != 0,
+            "XSTATE_BV bit 9 (PKRU) clear in the signal frame: {:#x}",
+            f.xstate_bv
+        );
+    }
+    pkeys_harness::check_pkru!(f.pkru_in_handler, handler_pkru, "PKRU inside the handler");
+    Ok(f)
+}
+
+/// Read `ProtectionKey:` of the smaps entry containing `addr` (None if the field is absent).
+pub fn smaps_pkey(addr: usize) -> Result<Option<i32>, Stop> {
+    let text = std::fs::read_to_string("/proc/self/smaps")
+        .map_err(|e| Stop::Fail(format!("read smaps: {e}")))?;
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some((range, _)) = line.split_once(' ')
+            && let Some((a, b)) = range.split_once('-')
+            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        {
+            inside = (a..b).contains(&addr);
+            continue;
+        }
+        if inside && let Some(v) = line.strip_prefix("ProtectionKey:") {
+            return v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|e| Stop::Fail(format!("smaps ProtectionKey {v:?}: {e}")));
+        }
+    }
+    Ok(None)
+}
+
+/// The permissions column (`rwxp`) of the maps entry containing `addr`.
+pub fn maps_perms(addr: usize) -> Result<String, Stop> {
+    let text = std::fs::read_to_string("/proc/self/maps")
+        .map_err(|e| Stop::Fail(format!("read maps: {e}")))?;
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(range), Some(perms)) = (it.next(), it.next())
+            && let Some((a, b)) = range.split_once('-')
+            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            && (a..b).contains(&addr)
+        {
+            return Ok(perms.to_string());
+        }
+    }
+    Err(Stop::Fail(format!("no mapping contains {addr:#x}")))
+}

@@ -1,0 +1,236 @@
+//! The case model: a case is an id, its requirements, a time limit and a function.
+
+use crate::fault::Fault;
+use crate::probe::Caps;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a case stopped before the end of its function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// An assertion failed.
+    Fail(String),
+    /// A capability found missing at run time.
+    Skip(String),
+}
+
+/// What a case function returns: `Ok(())` is PASS.
+pub type Outcome = Result<(), Stop>;
+
+/// The function of a case.
+pub type CaseFn = Arc<dyn Fn(&mut Ctx) -> Outcome + Send + Sync>;
+
+/// What a case needs from the machine; checked against [`Caps`] before the case is forked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Working protection keys (CPU PKU + OSPKE and `pkey_alloc` succeeding).
+    pub pkeys: bool,
+    /// A CPU *without* PKU (the unsupported-CPU checks).
+    pub no_pku: bool,
+    /// Root.
+    pub root: bool,
+    /// 2 MiB hugetlb pages that can be mapped.
+    pub hugetlb: bool,
+    /// Permission to ptrace a child.
+    pub ptrace: bool,
+}
+
+impl Needs {
+    /// Nothing: runs on every machine.
+    pub const NONE: Needs = Needs {
+        pkeys: false,
+        no_pku: false,
+        root: false,
+        hugetlb: false,
+        ptrace: false,
+    };
+    /// Working protection keys.
+    pub const PKEYS: Needs = Needs {
+        pkeys: true,
+        ..Needs::NONE
+    };
+    /// A CPU without PKU.
+    pub const NO_PKU: Needs = Needs {
+        no_pku: true,
+        ..Needs::NONE
+    };
+
+    /// Add hugetlb pages.
+    pub const fn hugetlb(self) -> Needs {
+        Needs {
+            hugetlb: true,
+            ..self
+        }
+    }
+    /// Add ptrace permission.
+    pub const fn ptrace(self) -> Needs {
+        Needs {
+            ptrace: true,
+            ..self
+        }
+    }
+    /// Add root.
+    pub const fn root(self) -> Needs {
+        Needs { root: true, ..self }
+    }
+
+    /// The SKIP reason if `caps` lacks something this case needs.
+    pub fn missing(&self, caps: &Caps) -> Option<String> {
+        if self.pkeys
+            && let Err(r) = &caps.pkeys
+        {
+            return Some(r.clone());
+        }
+        if self.no_pku && caps.cpu.pku {
+            return Some("CPU has PKU (this check is for CPUs without it)".into());
+        }
+        if self.root && !caps.root {
+            return Some("needs root".into());
+        }
+        if self.hugetlb
+            && let Err(r) = &caps.hugetlb
+        {
+            return Some(r.clone());
+        }
+        if self.ptrace
+            && let Err(r) = &caps.ptrace
+        {
+            return Some(r.clone());
+        }
+        None
+    }
+}
+
+/// One case.
+#[derive(Clone)]
+pub struct Case {
+    /// Id `area::name[::variant]`.
+    pub id: String,
+    /// Requirements.
+    pub needs: Needs,
+    /// Time limit; the case's process group is killed when it runs out.
+    pub timeout: Duration,
+    /// The function, run in a forked child.
+    pub run: CaseFn,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case")
+            .field("id", &self.id)
+            .field("needs", &self.needs)
+            .finish()
+    }
+}
+
+impl Case {
+    /// Default time limit of a case.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// A case with the default time limit.
+    pub fn new(
+        id: impl Into<String>,
+        needs: Needs,
+        run: impl Fn(&mut Ctx) -> Outcome + Send + Sync + 'static,
+    ) -> Case {
+        Case {
+            id: id.into(),
+            needs,
+            timeout: Self::DEFAULT_TIMEOUT,
+            run: Arc::new(run),
+        }
+    }
+
+    /// Change the time limit.
+    pub fn with_timeout(mut self, t: Duration) -> Case {
+        self.timeout = t;
+        self
+    }
+}
+
+/// What a running case can use: diagnostics output and the run's parameters.
+#[derive(Debug)]
+pub struct Ctx {
+    pub(crate) fd: i32,
+    pub(crate) local: Vec<String>,
+    /// Seed for cases that choose at random (printed by the suite, set by `--seed`).
+    pub seed: u64,
+    /// Iteration number (0-based) under `--iterations`.
+    pub iteration: u32,
+    /// Capabilities probed by the parent.
+    pub caps: Caps,
+}
+
+impl Ctx {
+    /// A context that keeps diagnostics in memory (for running a case function in-process).
+    pub fn in_memory(caps: Caps, seed: u64) -> Ctx {
+        Ctx {
+            fd: -1,
+            local: Vec::new(),
+            seed,
+            iteration: 0,
+            caps,
+        }
+    }
+
+    /// Print a diagnostic line (sent to the parent at once, so a crash keeps it).
+    pub fn diag(&mut self, msg: impl AsRef<str>) {
+        let line = msg.as_ref().replace('\n', " | ");
+        if self.fd >= 0 {
+            crate::isolate::send(self.fd, &format!("D {line}\n"));
+        } else {
+            self.local.push(line);
+        }
+    }
+
+    /// Print a fault's fields as a diagnostic.
+    pub fn diag_fault(&mut self, what: &str, f: &Fault) {
+        self.diag(format!("{what}: {f}"));
+    }
+
+    /// Diagnostics kept in memory (in-process contexts only).
+    pub fn diagnostics(&self) -> &[String] {
+        &self.local
+    }
+}
+
+/// Fail the case unless `cond` holds: `check!(cond, "format", args...)`.
+#[macro_export]
+macro_rules! check {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err($crate::Stop::Fail(format!($($fmt)+)));
+        }
+    };
+}
+
+/// Fail the case unless `actual == expected`: `check_eq!(actual, expected, "what", args...)`.
+/// The message reads `what: expected E, got A`.
+#[macro_export]
+macro_rules! check_eq {
+    ($actual:expr, $expected:expr, $($fmt:tt)+) => {{
+        let (a, e) = (&$actual, &$expected);
+        if a != e {
+            return Err($crate::Stop::Fail(format!("{}: expected {:?}, got {:?}", format!($($fmt)+), e, a)));
+        }
+    }};
+}
+
+/// Like [`check_eq!`] for PKRU values, printed in hex.
+#[macro_export]
+macro_rules! check_pkru {
+    ($actual:expr, $expected:expr, $($fmt:tt)+) => {{
+        let (a, e): (u32, u32) = ($actual, $expected);
+        if a != e {
+            return Err($crate::Stop::Fail(format!("{}: expected PKRU {:#010x}, got {:#010x}", format!($($fmt)+), e, a)));
+        }
+    }};
+}
+
+/// Stop the case with SKIP and a reason.
+#[macro_export]
+macro_rules! skip {
+    ($($fmt:tt)+) => {
+        return Err($crate::Stop::Skip(format!($($fmt)+)))
+    };
+}

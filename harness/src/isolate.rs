@@ -1,0 +1,315 @@
+//! Fork-per-case isolation.
+//!
+//! The suite parent stays single-threaded and forks every case. The child puts itself in its own
+//! process group, installs the crash reporters, runs the case and sends its diagnostics and verdict
+//! over a pipe. The parent enforces the time limit (killing the child's whole process group), turns
+//! an unexpected signal into FAIL with the signal, `si_code` and address, and reports a case that
+//! exits without a verdict or leaves processes behind. Nothing a case does to its own process (PKRU
+//! left restrictive, keys leaked, a wild write) can reach the next case.
+
+use crate::case::{Case, Ctx, Stop};
+use crate::probe::Caps;
+use crate::verdict::{CaseReport, Verdict};
+use crate::{fault, pkru, sys};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Run parameters passed to every case.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Seed for random choices.
+    pub seed: u64,
+    /// Iteration number under `--iterations`.
+    pub iteration: u32,
+    /// Multiplier for every case's time limit (slow emulators).
+    pub timeout_scale: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            seed: 0,
+            iteration: 0,
+            timeout_scale: 1.0,
+        }
+    }
+}
+
+/// Write all of `s` to `fd`, ignoring errors (the parent may be gone).
+pub(crate) fn send(fd: i32, s: &str) {
+    let mut b = s.as_bytes();
+    while !b.is_empty() {
+        // SAFETY: write(2) from a valid buffer.
+        let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+        if n <= 0 {
+            return;
+        }
+        b = &b[n as usize..];
+    }
+}
+
+/// Make this process the reaper of orphaned descendants, so processes a case leaves behind are
+/// re-parented here and can be reaped (and no zombie piles up under a guest's init).
+pub fn become_subreaper() {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) has no memory-safety preconditions.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
+    // SAFETY: setpgid on ourselves.
+    unsafe { libc::setpgid(0, 0) };
+    fault::set_report_fd(fd);
+    fault::install_crash_handlers();
+    pkru::reset_shadow();
+    if caps.cpu.ospke {
+        pkru::sync_shadow();
+    }
+    let mut ctx = Ctx {
+        fd,
+        local: Vec::new(),
+        seed: opts.seed,
+        iteration: opts.iteration,
+        caps: caps.clone(),
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&mut ctx)));
+    let line = match result {
+        Ok(Ok(())) => match pkru::take_mismatch() {
+            None => "V PASS".to_string(),
+            Some((e, f)) => format!(
+                "V FAIL PKRU changed behind the harness's back: shadow {}, hardware {}",
+                pkru::fmt(e),
+                pkru::fmt(f)
+            ),
+        },
+        Ok(Err(Stop::Fail(m))) => format!("V FAIL {m}"),
+        Ok(Err(Stop::Skip(m))) => format!("V SKIP {m}"),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "non-string panic".into());
+            format!("V FAIL panicked: {msg}")
+        }
+    };
+    send(fd, &format!("{}\n", line.replace('\n', " | ")));
+    sys::exit_now(0)
+}
+
+/// What the parent collected from the pipe.
+#[derive(Default)]
+struct Collected {
+    diags: Vec<String>,
+    verdict: Option<Verdict>,
+    crash: Option<String>,
+}
+
+impl Collected {
+    fn line(&mut self, l: &str) {
+        if let Some(d) = l.strip_prefix("D ") {
+            self.diags.push(d.to_string());
+        } else if let Some(v) = l.strip_prefix("V ") {
+            let (w, rest) = v.split_once(' ').unwrap_or((v, ""));
+            self.verdict = Some(match w {
+                "PASS" => Verdict::Pass,
+                "SKIP" => Verdict::Skip(rest.to_string()),
+                _ => Verdict::Fail(rest.to_string()),
+            });
+        } else if let Some(s) = l.strip_prefix("S ") {
+            let f: Vec<&str> = s.split(' ').collect();
+            if f.len() == 4 {
+                let sig: i32 = f[0].parse().unwrap_or(0);
+                let mut m = format!("{} si_code={} si_addr={}", signal_name(sig), f[1], f[2]);
+                if sig == libc::SIGSEGV && f[1] == "4" {
+                    m.push_str(&format!(" si_pkey={}", f[3]));
+                }
+                self.diags.push(format!("unexpected signal: {m}"));
+                self.crash = Some(m);
+            }
+        }
+    }
+}
+
+fn wait_status(pid: i32, flags: i32) -> Option<i32> {
+    let mut st = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    let r = unsafe { libc::waitpid(pid, &mut st, flags) };
+    (r == pid).then_some(st)
+}
+
+/// Reap every zombie child (orphans re-parented to us as subreaper).
+fn reap_orphans() {
+    let mut st = 0;
+    // SAFETY: waitpid(-1, WNOHANG) with a valid status pointer.
+    while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } > 0 {}
+}
+
+/// Kill what is left of process group `pgid`; true if anything was left.
+fn kill_group(pgid: i32) -> bool {
+    reap_orphans();
+    // SAFETY: kill(2) on a process group we created.
+    let left = unsafe { libc::kill(-pgid, 0) } == 0;
+    if left {
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(5));
+        reap_orphans();
+    }
+    left
+}
+
+/// Run one case in a forked child and return its report.
+pub fn run(case: &Case, caps: &Caps, opts: &Options) -> CaseReport {
+    let start = Instant::now();
+    let report = |verdict, diagnostics| CaseReport {
+        id: case.id.clone(),
+        verdict,
+        diagnostics,
+        duration: start.elapsed(),
+    };
+    if let Some(reason) = case.needs.missing(caps) {
+        return report(Verdict::Skip(reason), Vec::new());
+    }
+    let timeout = case.timeout.mul_f64(opts.timeout_scale.max(0.01));
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 with a valid 2-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return report(
+            Verdict::Error(format!("pipe2: {}", sys::Errno::last())),
+            Vec::new(),
+        );
+    }
+    let (rd, wr) = (fds[0], fds[1]);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: the parent is single-threaded (the suite runs cases on its main thread), so the child
+    // may run arbitrary code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return report(
+            Verdict::Error(format!("fork: {}", sys::Errno::last())),
+            Vec::new(),
+        );
+    }
+    if pid == 0 {
+        // SAFETY: closing our copy of the read end.
+        unsafe { libc::close(rd) };
+        run_child(case, caps, opts, wr);
+    }
+    // SAFETY: closing the parent's write end; setpgid on our child (also done by the child: whoever
+    // runs first wins, the result is the same).
+    unsafe {
+        libc::close(wr);
+        libc::setpgid(pid, pid);
+    }
+    let deadline = start + timeout;
+    let mut got = Collected::default();
+    let mut buf = Vec::<u8>::new();
+    let mut status = None;
+    let mut timed_out = false;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        let wait_ms = (deadline - now).as_millis().min(50) as i32;
+        let mut pfd = libc::pollfd {
+            fd: rd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+        let mut eof = false;
+        if r > 0 {
+            let mut chunk = [0u8; 4096];
+            // SAFETY: read into a valid stack buffer.
+            let n = unsafe { libc::read(rd, chunk.as_mut_ptr().cast(), chunk.len()) };
+            if n <= 0 {
+                eof = true;
+            } else {
+                buf.extend_from_slice(&chunk[..n as usize]);
+                while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    got.line(String::from_utf8_lossy(&line[..i]).as_ref());
+                }
+            }
+        }
+        if eof {
+            status = wait_status(pid, 0);
+            break;
+        }
+        if let Some(st) = wait_status(pid, libc::WNOHANG) {
+            status = Some(st);
+            // Drain what the child wrote before exiting (descendants may hold the pipe open).
+            loop {
+                let mut chunk = [0u8; 4096];
+                let mut pfd = libc::pollfd {
+                    fd: rd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll and read on a valid fd and buffer.
+                let n = unsafe {
+                    if libc::poll(&mut pfd, 1, 0) <= 0 {
+                        break;
+                    }
+                    libc::read(rd, chunk.as_mut_ptr().cast(), chunk.len())
+                };
+                if n <= 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n as usize]);
+            }
+            for l in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                got.line(String::from_utf8_lossy(l).as_ref());
+            }
+            break;
+        }
+    }
+    // SAFETY: closing our read end.
+    unsafe { libc::close(rd) };
+    if timed_out {
+        // SAFETY: kill the case's whole process group, then reap the child.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        wait_status(pid, 0);
+        kill_group(pid);
+        return report(Verdict::Timeout(timeout), got.diags);
+    }
+    let leftovers = kill_group(pid);
+    let st = status.unwrap_or(-1);
+    let mut diags = got.diags;
+    let verdict = if libc::WIFSIGNALED(st) {
+        let sig = libc::WTERMSIG(st);
+        Verdict::Fail(match got.crash {
+            Some(c) => format!("killed by {c}"),
+            None => format!("killed by {}", signal_name(sig)),
+        })
+    } else if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) != 0 {
+        Verdict::Error(format!(
+            "case exited with status {} without a verdict",
+            libc::WEXITSTATUS(st)
+        ))
+    } else {
+        match got.verdict {
+            Some(v) => v,
+            None => Verdict::Error("case exited without a verdict".into()),
+        }
+    };
+    let verdict = if leftovers {
+        diags.push("case left processes running in its process group; killed them".into());
+        match verdict {
+            Verdict::Pass => Verdict::Fail("case left processes running after it ended".into()),
+            v => v,
+        }
+    } else {
+        verdict
+    };
+    report(verdict, diags)
+}

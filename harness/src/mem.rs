@@ -1,0 +1,350 @@
+//! Mappings of every kind the cases run across, with bounds-checked volatile access.
+//!
+//! A [`Region`] owns its mapping and unmaps it on drop. Accesses are volatile so the compiler
+//! neither removes nor merges them: a case that expects one fault per access gets one.
+
+use crate::sys::{self, Errno};
+use std::fmt;
+
+/// The kinds of memory the access cases run across.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Anonymous private 4 KiB pages.
+    Anon,
+    /// Anonymous shared pages.
+    AnonShared,
+    /// Transparent huge page: 2 MiB aligned anonymous memory with MADV_HUGEPAGE.
+    Thp,
+    /// hugetlb 2 MiB page (MAP_HUGETLB).
+    Hugetlb,
+    /// hugetlb 2 MiB page, MAP_SHARED.
+    HugetlbShared,
+    /// A file mapped MAP_PRIVATE.
+    FilePrivate,
+    /// A file mapped MAP_SHARED.
+    FileShared,
+    /// A memfd mapped MAP_SHARED.
+    Memfd,
+    /// A SysV shared memory segment.
+    Shm,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 9] = [
+        Kind::Anon,
+        Kind::AnonShared,
+        Kind::Thp,
+        Kind::Hugetlb,
+        Kind::HugetlbShared,
+        Kind::FilePrivate,
+        Kind::FileShared,
+        Kind::Memfd,
+        Kind::Shm,
+    ];
+
+    /// Variant name used in case ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Anon => "anon",
+            Kind::AnonShared => "anon_shared",
+            Kind::Thp => "thp",
+            Kind::Hugetlb => "hugetlb",
+            Kind::HugetlbShared => "hugetlb_shared",
+            Kind::FilePrivate => "file_private",
+            Kind::FileShared => "file_shared",
+            Kind::Memfd => "memfd",
+            Kind::Shm => "shm",
+        }
+    }
+
+    /// Whether the kind needs hugetlb pages.
+    pub fn is_hugetlb(self) -> bool {
+        matches!(self, Kind::Hugetlb | Kind::HugetlbShared)
+    }
+
+    /// The natural length of one region of this kind.
+    pub fn default_len(self) -> usize {
+        match self {
+            Kind::Thp | Kind::Hugetlb | Kind::HugetlbShared => HUGE,
+            _ => sys::page_size(),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// 2 MiB.
+pub const HUGE: usize = 2 << 20;
+
+/// An owned mapping.
+#[derive(Debug)]
+pub struct Region {
+    ptr: *mut u8,
+    len: usize,
+    kind: Kind,
+    shm: bool,
+    /// Extra mapping to unmap on drop (THP alignment slack is trimmed at map time).
+    map_len: usize,
+}
+
+fn map_raw(len: usize, prot: i32, flags: i32, fd: i32) -> Result<*mut u8, Errno> {
+    // SAFETY: a fresh mapping chosen by the kernel; no existing memory is touched.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
+    if p == libc::MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+fn temp_file(len: usize) -> Result<i32, String> {
+    let dir = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
+    let path = std::ffi::CString::new(format!("{dir}/pkeys-XXXXXX")).unwrap();
+    let mut raw = path.into_bytes_with_nul();
+    // SAFETY: mkstemp with a writable NUL-terminated template; unlink the name right away.
+    let fd = unsafe { libc::mkstemp(raw.as_mut_ptr().cast()) };
+    if fd < 0 {
+        return Err(format!("mkstemp in {dir}: {}", Errno::last()));
+    }
+    // SAFETY: as above; ftruncate on the new fd.
+    unsafe {
+        libc::unlink(raw.as_ptr().cast());
+        if libc::ftruncate(fd, len as i64) != 0 {
+            let e = Errno::last();
+            libc::close(fd);
+            return Err(format!("ftruncate: {e}"));
+        }
+    }
+    Ok(fd)
+}
+
+impl Region {
+    /// Map `len` bytes (rounded to the kind's page size) of `kind` with `prot`.
+    ///
+    /// Errors are messages; for hugetlb kinds with no pages available the message says so and the
+    /// case should SKIP with it.
+    pub fn map(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
+        let page = if matches!(kind, Kind::Hugetlb | Kind::HugetlbShared | Kind::Thp) {
+            HUGE
+        } else {
+            sys::page_size()
+        };
+        let len = len.max(1).div_ceil(page) * page;
+        let anon = libc::MAP_ANONYMOUS;
+        let (ptr, map_len, shm) = match kind {
+            Kind::Anon => (map_raw(len, prot, libc::MAP_PRIVATE | anon, -1), len, false),
+            Kind::AnonShared => (map_raw(len, prot, libc::MAP_SHARED | anon, -1), len, false),
+            Kind::Hugetlb | Kind::HugetlbShared => {
+                let share = if kind == Kind::Hugetlb {
+                    libc::MAP_PRIVATE
+                } else {
+                    libc::MAP_SHARED
+                };
+                let r = map_raw(len, prot, share | anon | libc::MAP_HUGETLB, -1);
+                if let Err(e) = r {
+                    return Err(format!(
+                        "no 2 MiB huge pages could be mapped (MAP_HUGETLB: {e})"
+                    ));
+                }
+                (r, len, false)
+            }
+            Kind::Thp => {
+                let big = map_raw(len + HUGE, prot, libc::MAP_PRIVATE | anon, -1)
+                    .map_err(|e| format!("mmap: {e}"))?;
+                let start = (big as usize).next_multiple_of(HUGE);
+                let head = start - big as usize;
+                let tail = HUGE - head;
+                // SAFETY: trimming the unaligned slack of the mapping made just above.
+                unsafe {
+                    if head > 0 {
+                        libc::munmap(big.cast(), head);
+                    }
+                    if tail > 0 {
+                        libc::munmap((start + len) as *mut libc::c_void, tail);
+                    }
+                    libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+                }
+                (Ok(start as *mut u8), len, false)
+            }
+            Kind::FilePrivate | Kind::FileShared => {
+                let fd = temp_file(len)?;
+                let share = if kind == Kind::FilePrivate {
+                    libc::MAP_PRIVATE
+                } else {
+                    libc::MAP_SHARED
+                };
+                let r = map_raw(len, prot, share, fd);
+                // SAFETY: the mapping keeps its own reference to the file.
+                unsafe { libc::close(fd) };
+                (r, len, false)
+            }
+            Kind::Memfd => {
+                // SAFETY: memfd_create with a static NUL-terminated name.
+                let fd = unsafe { libc::memfd_create(c"pkeys".as_ptr(), libc::MFD_CLOEXEC) };
+                if fd < 0 {
+                    return Err(format!("memfd_create: {}", Errno::last()));
+                }
+                // SAFETY: ftruncate and close on the new fd; the mapping keeps its own reference.
+                let r = unsafe {
+                    if libc::ftruncate(fd, len as i64) != 0 {
+                        let e = Errno::last();
+                        libc::close(fd);
+                        return Err(format!("ftruncate(memfd): {e}"));
+                    }
+                    let r = map_raw(len, prot, libc::MAP_SHARED, fd);
+                    libc::close(fd);
+                    r
+                };
+                (r, len, false)
+            }
+            Kind::Shm => {
+                // SAFETY: a private segment, attached once and marked for removal at once so it
+                // disappears with the last detach.
+                let p = unsafe {
+                    let id = libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600);
+                    if id < 0 {
+                        return Err(format!("shmget: {}", Errno::last()));
+                    }
+                    let p = libc::shmat(id, std::ptr::null(), 0);
+                    libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+                    if p as isize == -1 {
+                        return Err(format!("shmat: {}", Errno::last()));
+                    }
+                    p.cast::<u8>()
+                };
+                let r = Region {
+                    ptr: p,
+                    len,
+                    kind,
+                    shm: true,
+                    map_len: len,
+                };
+                if prot != libc::PROT_READ | libc::PROT_WRITE {
+                    sys::mprotect(r.addr(), len, prot)
+                        .map_err(|e| format!("mprotect(shm): {e}"))?;
+                }
+                return Ok(r);
+            }
+        };
+        let ptr = ptr.map_err(|e| format!("mmap {kind}: {e}"))?;
+        Ok(Region {
+            ptr,
+            len,
+            kind,
+            shm,
+            map_len,
+        })
+    }
+
+    /// Map one natural-size region of `kind`, readable and writable, every page present.
+    pub fn rw(kind: Kind) -> Result<Region, String> {
+        let r = Region::map(kind, kind.default_len(), libc::PROT_READ | libc::PROT_WRITE)?;
+        r.populate();
+        Ok(r)
+    }
+
+    /// Start address.
+    pub fn addr(&self) -> usize {
+        self.ptr as usize
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a region has at least one page.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Address of byte `off`.
+    pub fn at(&self, off: usize) -> usize {
+        assert!(
+            off < self.len,
+            "offset {off} outside region of {} bytes",
+            self.len
+        );
+        self.addr() + off
+    }
+
+    /// Volatile read of byte `off`. Faults if the rights deny it (capture with [`crate::fault`]).
+    pub fn read(&self, off: usize) -> u8 {
+        let p = self.at(off) as *const u8;
+        // SAFETY: `p` is inside this live mapping (checked by `at`); a denied access faults and is
+        // handled by the capture handler or kills the forked case.
+        unsafe { p.read_volatile() }
+    }
+
+    /// Volatile write of byte `off`.
+    pub fn write(&self, off: usize, v: u8) {
+        let p = self.at(off) as *mut u8;
+        // SAFETY: as in `read`.
+        unsafe { p.write_volatile(v) }
+    }
+
+    /// Touch every page (write where writable), so it is present.
+    pub fn populate(&self) {
+        let step = sys::page_size();
+        let mut off = 0;
+        while off < self.len {
+            let v = self.read(off);
+            self.write(off, v);
+            off += step;
+        }
+    }
+
+    /// `pkey_mprotect` the whole region.
+    pub fn pkey_mprotect(&self, prot: i32, pkey: i32) -> Result<(), Errno> {
+        sys::pkey_mprotect(self.addr(), self.len, prot, pkey)
+    }
+
+    /// `mprotect` the whole region.
+    pub fn mprotect(&self, prot: i32) -> Result<(), Errno> {
+        sys::mprotect(self.addr(), self.len, prot)
+    }
+
+    /// A raw pointer to byte `off`, for system calls that take a buffer (the kernel checks it).
+    pub fn ptr(&self, off: usize) -> *mut u8 {
+        self.at(off) as *mut u8
+    }
+
+    /// Write `ret` (0xC3) at offset 0 so the region can be executed with [`Region::call`].
+    pub fn write_ret_stub(&self) {
+        self.write(0, 0xc3);
+    }
+
+    /// Call the code at offset 0 (see [`Region::write_ret_stub`]). The region must be executable
+    /// and hold a `ret` there, or the call faults (and the forked case reports it).
+    pub fn call(&self) {
+        // SAFETY: the region holds a single `ret` at offset 0 (write_ret_stub); calling it returns
+        // at once. If it is not executable the CPU faults, which the harness reports.
+        unsafe {
+            let f: extern "C" fn() = std::mem::transmute(self.ptr);
+            f();
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: unmapping (or detaching) the mapping this region owns.
+        unsafe {
+            if self.shm {
+                libc::shmdt(self.ptr.cast());
+            } else {
+                libc::munmap(self.ptr.cast(), self.map_len);
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Capability probing: what this machine can run, and the SKIP reason when it cannot.
+
+use crate::cpu::{self, CpuPkeys};
+use crate::pkru;
+use crate::sys::{self, Errno};
+
+/// What the machine offers the cases. Each `Err` holds the SKIP reason.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    /// CPUID view of protection keys.
+    pub cpu: CpuPkeys,
+    /// Working protection keys, or why not.
+    pub pkeys: Result<(), String>,
+    /// The errno of the probing `pkey_alloc(0, 0)`, if it failed.
+    pub alloc_errno: Option<Errno>,
+    /// Effective uid 0.
+    pub root: bool,
+    /// 2 MiB hugetlb pages can be mapped, or why not.
+    pub hugetlb: Result<(), String>,
+    /// A child can be traced, or why not.
+    pub ptrace: Result<(), String>,
+    /// PKRU of the probing process at start (its `init_pkru` if nothing changed it).
+    pub start_pkru: Option<u32>,
+}
+
+/// Turn a failed `pkey_alloc(0, 0)` into the reason the pkeys cases are skipped.
+///
+/// A CPU without PKU is named first whatever the errno (older x86 kernels give EINVAL, 6.18
+/// ENOSPC); otherwise ENOSPC means every key is taken, ENOSYS a kernel without the system calls,
+/// EPERM a seccomp filter.
+pub fn classify_alloc_failure(errno: Errno, cpu: &CpuPkeys) -> String {
+    match errno {
+        Errno::EINVAL | Errno::ENOSPC if !cpu.pku => "CPU lacks PKU".into(),
+        Errno::EINVAL if !cpu.ospke => {
+            "kernel did not enable PKU (CPUID OSPKE clear; nopku?)".into()
+        }
+        Errno::EINVAL => {
+            "pkey_alloc(0, 0) failed with EINVAL although the CPU has PKU and OSPKE".into()
+        }
+        Errno::ENOSPC => "pkey_alloc(0, 0) failed with ENOSPC: no protection key left".into(),
+        Errno::ENOSYS => "kernel has no pkey system calls (ENOSYS)".into(),
+        Errno::EPERM => "pkey_alloc is blocked (EPERM: seccomp filter?)".into(),
+        e => format!("pkey_alloc(0, 0) failed with {e}"),
+    }
+}
+
+const HUGE_2M: usize = 2 << 20;
+
+fn probe_hugetlb() -> Result<(), String> {
+    // SAFETY: an anonymous hugetlb mapping owned here and unmapped right after.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            HUGE_2M,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = Errno::last();
+        let nr = std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap_or_default();
+        return Err(format!(
+            "no 2 MiB huge pages could be reserved (mmap MAP_HUGETLB: {e}; vm.nr_hugepages={})",
+            nr.trim()
+        ));
+    }
+    // SAFETY: unmapping the mapping made above.
+    unsafe { libc::munmap(p, HUGE_2M) };
+    Ok(())
+}
+
+fn probe_ptrace() -> Result<(), String> {
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok();
+    match scope.as_deref().map(str::trim) {
+        Some("3") => Err("ptrace forbidden (kernel.yama.ptrace_scope=3)".into()),
+        Some("2") if !sys::is_root() => {
+            Err("ptrace needs CAP_SYS_PTRACE (kernel.yama.ptrace_scope=2)".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Caps {
+    /// Probe the machine. The probing `pkey_alloc` key is freed and PKRU restored afterwards, so
+    /// the process is left as it was.
+    pub fn probe() -> Caps {
+        let cpu = cpu::probe();
+        let start_pkru = cpu.ospke.then(pkru::rdpkru);
+        let (pkeys, alloc_errno) = match sys::pkey_alloc_raw(0, 0) {
+            Ok(k) => {
+                let _ = sys::pkey_free(k);
+                if let Some(p) = start_pkru {
+                    pkru::wrpkru_raw(p);
+                }
+                (Ok(()), None)
+            }
+            Err(e) => (Err(classify_alloc_failure(e, &cpu)), Some(e)),
+        };
+        Caps {
+            cpu,
+            pkeys,
+            alloc_errno,
+            root: sys::is_root(),
+            hugetlb: probe_hugetlb(),
+            ptrace: probe_ptrace(),
+            start_pkru,
+        }
+    }
+
+    /// One line describing the capabilities, for the KTAP header and `--list` users.
+    pub fn summary(&self) -> String {
+        format!(
+            "pku={} ospke={} pkeys={} hugetlb={} ptrace={} root={} pkru={}",
+            self.cpu.pku as u8,
+            self.cpu.ospke as u8,
+            if self.pkeys.is_ok() { "yes" } else { "no" },
+            if self.hugetlb.is_ok() { "yes" } else { "no" },
+            if self.ptrace.is_ok() { "yes" } else { "no" },
+            self.root as u8,
+            self.start_pkru.map_or("none".into(), pkru::fmt),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(pku: bool, ospke: bool) -> CpuPkeys {
+        CpuPkeys {
+            pku,
+            ospke,
+            xsave_pkru_offset: 2688,
+            xsave_pkru_size: 4,
+            xsave_size: 2696,
+        }
+    }
+
+    #[rstest::rstest]
+    #[case(Errno::EINVAL, false, false, "CPU lacks PKU")]
+    #[case(Errno::ENOSPC, false, false, "CPU lacks PKU")]
+    #[case(
+        Errno::EINVAL,
+        true,
+        false,
+        "kernel did not enable PKU (CPUID OSPKE clear; nopku?)"
+    )]
+    #[case(
+        Errno::ENOSPC,
+        true,
+        true,
+        "pkey_alloc(0, 0) failed with ENOSPC: no protection key left"
+    )]
+    #[case(Errno::ENOSYS, true, true, "kernel has no pkey system calls (ENOSYS)")]
+    #[case(
+        Errno::EPERM,
+        true,
+        true,
+        "pkey_alloc is blocked (EPERM: seccomp filter?)"
+    )]
+    fn classifies_alloc_failures(
+        #[case] e: Errno,
+        #[case] pku: bool,
+        #[case] ospke: bool,
+        #[case] want: &str,
+    ) {
+        assert_eq!(classify_alloc_failure(e, &cpu(pku, ospke)), want);
+    }
+}

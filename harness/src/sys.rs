@@ -1,0 +1,108 @@
+//! Raw pkey system calls and a few process helpers, each returning the kernel's errno on failure.
+//!
+//! The calls go through `syscall(2)` directly so that no libc wrapper (which may be absent or may
+//! filter arguments) stands between a case and the kernel.
+
+pub use nix::errno::Errno;
+
+/// `pkey_mprotect` system call number on x86-64.
+pub const SYS_PKEY_MPROTECT: libc::c_long = 329;
+/// `pkey_alloc` system call number on x86-64.
+pub const SYS_PKEY_ALLOC: libc::c_long = 330;
+/// `pkey_free` system call number on x86-64.
+pub const SYS_PKEY_FREE: libc::c_long = 331;
+/// `PKEY_DISABLE_ACCESS`: the key's AD bit.
+pub const PKEY_DISABLE_ACCESS: u32 = 1;
+/// `PKEY_DISABLE_WRITE`: the key's WD bit.
+pub const PKEY_DISABLE_WRITE: u32 = 2;
+/// `PKEY_UNRESTRICTED` (uapi since 6.15).
+pub const PKEY_UNRESTRICTED: u32 = 0;
+/// Number of protection keys on x86.
+pub const NR_PKEYS: i32 = 16;
+/// `SEGV_PKUERR`: `si_code` of a protection-key fault.
+pub const SEGV_PKUERR: i32 = 4;
+
+fn ret(r: libc::c_long) -> Result<i32, Errno> {
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r as i32)
+    }
+}
+
+/// `pkey_alloc(flags, access_rights)`: the new key, and the calling thread's PKRU gets `access_rights`
+/// for it. Prefer [`crate::pkru::alloc`], which keeps the shadow PKRU in step.
+///
+/// # References
+/// pkey_alloc(2).
+pub fn pkey_alloc_raw(flags: u32, rights: u32) -> Result<i32, Errno> {
+    // SAFETY: pkey_alloc takes two integers and touches no user memory.
+    ret(unsafe {
+        libc::syscall(
+            SYS_PKEY_ALLOC,
+            flags as libc::c_ulong,
+            rights as libc::c_ulong,
+        )
+    })
+}
+
+/// `pkey_free(pkey)`.
+///
+/// # References
+/// pkey_free(2).
+pub fn pkey_free(pkey: i32) -> Result<(), Errno> {
+    // SAFETY: pkey_free takes one integer and touches no user memory.
+    ret(unsafe { libc::syscall(SYS_PKEY_FREE, pkey as libc::c_long) }).map(drop)
+}
+
+/// `pkey_mprotect(addr, len, prot, pkey)` on an arbitrary address.
+///
+/// Changing the protection of memory the caller does not own is memory-unsafe in general, but the
+/// kernel validates the range; the cases only pass ranges of their own mappings, or deliberately
+/// invalid ones (unaligned, unmapped) that the kernel must refuse.
+///
+/// # References
+/// pkey_mprotect(2), mprotect(2).
+pub fn pkey_mprotect(addr: usize, len: usize, prot: i32, pkey: i32) -> Result<(), Errno> {
+    // SAFETY: the kernel validates the range; see the function doc for the contract.
+    ret(unsafe {
+        libc::syscall(
+            SYS_PKEY_MPROTECT,
+            addr as libc::c_ulong,
+            len as libc::c_ulong,
+            prot as libc::c_ulong,
+            pkey as libc::c_long,
+        )
+    })
+    .map(drop)
+}
+
+/// `mprotect(addr, len, prot)` as a raw system call (same contract as [`pkey_mprotect`]).
+pub fn mprotect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
+    // SAFETY: the kernel validates the range; see pkey_mprotect.
+    ret(unsafe { libc::syscall(libc::SYS_mprotect, addr, len, prot as libc::c_ulong) }).map(drop)
+}
+
+/// The current thread id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Base page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// `_exit(code)` without running destructors or atexit handlers (for forked children).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// Whether the process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

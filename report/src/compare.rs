@@ -1,0 +1,118 @@
+//! Comparing two results files (before and after a patch).
+
+use std::fmt;
+
+use crate::model::{Results, Verdict};
+
+/// One case whose verdict differs between the two results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The run name.
+    pub run: String,
+    /// The case id.
+    pub case: String,
+    /// The verdict before (`None`: the case was absent).
+    pub before: Option<Verdict>,
+    /// The verdict after (`None`: the case is gone).
+    pub after: Option<Verdict>,
+}
+
+impl Change {
+    /// Whether this change is a regression: the verdict's [`Verdict::rank`] rose, or a
+    /// case that had a verdict is gone.
+    pub fn is_worse(&self) -> bool {
+        match (self.before, self.after) {
+            (Some(b), Some(a)) => a.rank() > b.rank(),
+            (Some(_), None) => true,
+            (None, Some(a)) => a.is_problem(),
+            (None, None) => false,
+        }
+    }
+}
+
+/// The differences between two results.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Comparison {
+    /// Changed cases of runs present in both, by run (in `after`'s order), then case.
+    pub changes: Vec<Change>,
+    /// Run names only in `before` (count as worse: results were lost).
+    pub runs_only_before: Vec<String>,
+    /// Run names only in `after`.
+    pub runs_only_after: Vec<String>,
+}
+
+impl Comparison {
+    /// Whether anything got worse.
+    pub fn is_worse(&self) -> bool {
+        !self.runs_only_before.is_empty() || self.changes.iter().any(Change::is_worse)
+    }
+}
+
+/// Compares the verdicts of runs with the same name.
+pub fn compare(before: &Results, after: &Results) -> Comparison {
+    let mut cmp = Comparison::default();
+    for b in &before.runs {
+        if !after.runs.iter().any(|a| a.name == b.name) {
+            cmp.runs_only_before.push(b.name.clone());
+        }
+    }
+    for a in &after.runs {
+        let Some(b) = before.runs.iter().find(|b| b.name == a.name) else {
+            cmp.runs_only_after.push(a.name.clone());
+            continue;
+        };
+        let mut ids: Vec<&str> = a.cases.iter().map(|c| c.id.as_str()).collect();
+        for c in &b.cases {
+            if !ids.contains(&c.id.as_str()) {
+                ids.push(&c.id);
+            }
+        }
+        for id in ids {
+            let before = b.case(id).map(|c| c.verdict);
+            let after = a.case(id).map(|c| c.verdict);
+            if before != after {
+                cmp.changes.push(Change {
+                    run: a.name.clone(),
+                    case: id.to_owned(),
+                    before,
+                    after,
+                });
+            }
+        }
+    }
+    cmp
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = |v: Option<Verdict>| v.map_or("(absent)", Verdict::as_str);
+        let mut current: Option<&str> = None;
+        for c in &self.changes {
+            if current != Some(c.run.as_str()) {
+                writeln!(f, "{}:", c.run)?;
+                current = Some(&c.run);
+            }
+            writeln!(
+                f,
+                "  {}: {} -> {}{}",
+                c.case,
+                word(c.before),
+                word(c.after),
+                if c.is_worse() { "  (worse)" } else { "" }
+            )?;
+        }
+        for r in &self.runs_only_before {
+            writeln!(f, "{r}: run missing after  (worse)")?;
+        }
+        for r in &self.runs_only_after {
+            writeln!(f, "{r}: new run")?;
+        }
+        if self.changes.is_empty()
+            && self.runs_only_before.is_empty()
+            && self.runs_only_after.is_empty()
+        {
+            writeln!(f, "no verdict changed")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,337 @@
+//! Parsing the suite's KTAP result stream (see `docs/protocol.md`).
+
+use std::collections::BTreeMap;
+
+use crate::console::{clean_line, strip_timestamp};
+use crate::model::{CaseResult, Verdict};
+
+/// What [`parse`] recovered from a result stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedStream {
+    /// A `KTAP version 1` line was seen: the suite started.
+    pub started: bool,
+    /// The `# pkeys-suite key=value ...` header.
+    pub meta: BTreeMap<String, String>,
+    /// The plan `1..N`.
+    pub plan: Option<usize>,
+    /// The results, in stream order.
+    pub cases: Vec<CaseResult>,
+    /// The `# pkeys-suite: done ...` line was seen.
+    pub done: bool,
+    /// The code from `# pkeys-init: suite exit=<code>`.
+    pub init_exit: Option<String>,
+    /// Diagnostics after the last result: they belong to a case that never reported
+    /// (the one running when the guest died).
+    pub trailing_diagnostics: Vec<String>,
+    /// Whether the plan's count of results arrived and the done line was seen.
+    pub complete: bool,
+}
+
+/// Parses a KTAP stream as `pkeys-suite --format ktap` writes it.
+///
+/// Tolerant by design, since the stream may come from a crashing guest: NUL bytes, `\r`,
+/// ANSI escapes and kernel timestamps are removed; lines that are not KTAP are ignored;
+/// a last line with no terminating newline (truncated) is left out. Diagnostic lines
+/// belong to the next result; a FAIL's message is its `# <id>: FAIL: <message>` line.
+pub fn parse(text: &str) -> ParsedStream {
+    let mut out = ParsedStream::default();
+    let mut pending: Vec<String> = Vec::new();
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // The last element follows the final newline: empty, or a truncated line.
+    lines.pop();
+    for raw in lines {
+        let cleaned = clean_line(raw);
+        let line = strip_timestamp(&cleaned);
+        if line.is_empty() {
+            continue;
+        }
+        if line.contains("KTAP version 1") {
+            out.started = true;
+        } else if let Some(rest) = line.strip_prefix('#') {
+            let body = rest.trim_start();
+            if let Some(header) = body.strip_prefix("pkeys-suite ") {
+                out.meta.extend(parse_key_values(header));
+            } else if body.starts_with("pkeys-suite: done") {
+                out.done = true;
+            } else if let Some(rest) = body.strip_prefix("pkeys-init:") {
+                if let Some(code) = rest.trim().strip_prefix("suite exit=") {
+                    out.init_exit = Some(code.trim().to_owned());
+                }
+            } else {
+                pending.push(body.to_owned());
+            }
+        } else if let Some(n) = parse_plan(line) {
+            out.plan = Some(n);
+        } else if let Some(mut case) = parse_result(line) {
+            let fail_prefix = format!("{}: FAIL:", case.id);
+            if case.verdict == Verdict::Fail && case.reason.is_none() {
+                case.reason = pending
+                    .iter()
+                    .rev()
+                    .find_map(|d| d.strip_prefix(&fail_prefix))
+                    .map(|m| m.trim().to_owned());
+            }
+            case.diagnostics = std::mem::take(&mut pending);
+            out.cases.push(case);
+        }
+        // Anything else is console noise or garbage.
+    }
+    out.trailing_diagnostics = pending;
+    out.complete = out.done && out.plan == Some(out.cases.len());
+    out
+}
+
+/// Parses a plan line `1..N`.
+fn parse_plan(line: &str) -> Option<usize> {
+    line.strip_prefix("1..")?.trim().parse().ok()
+}
+
+/// [`parse`] for raw bytes (invalid UTF-8, as serial lines produce, is replaced).
+pub fn parse_bytes(bytes: &[u8]) -> ParsedStream {
+    parse(&String::from_utf8_lossy(bytes))
+}
+
+/// Parses `ok N id [# DIRECTIVE reason]` / `not ok N id [# ...]`.
+fn parse_result(line: &str) -> Option<CaseResult> {
+    let (ok, rest) = if let Some(rest) = line.strip_prefix("not ok ") {
+        (false, rest)
+    } else if let Some(rest) = line.strip_prefix("ok ") {
+        (true, rest)
+    } else {
+        return None;
+    };
+    let rest = rest.trim_start();
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let rest = rest[digits..].trim_start();
+    let rest = rest.strip_prefix("- ").unwrap_or(rest);
+    let (desc, directive) = match rest.split_once('#') {
+        Some((d, dir)) => (d.trim(), Some(dir.trim())),
+        None => (rest.trim(), None),
+    };
+    if desc.is_empty() {
+        return None;
+    }
+    let mut verdict = if ok { Verdict::Pass } else { Verdict::Fail };
+    let mut reason = None;
+    if let Some(directive) = directive {
+        let (word, why) = directive
+            .split_once(char::is_whitespace)
+            .map_or((directive, ""), |(w, r)| (w, r.trim()));
+        match word.to_ascii_uppercase().as_str() {
+            "SKIP" => verdict = Verdict::Skip,
+            "XFAIL" => verdict = Verdict::XFail,
+            "XPASS" => verdict = Verdict::XPass,
+            "TIMEOUT" => verdict = Verdict::Timeout,
+            "ERROR" => verdict = Verdict::Error,
+            // An unknown directive (e.g. TODO): keep ok/not ok and the whole text.
+            _ => {
+                if !directive.is_empty() {
+                    reason = Some(directive.to_owned());
+                }
+            }
+        }
+        if reason.is_none() && !why.is_empty() {
+            reason = Some(why.to_owned());
+        }
+    }
+    Some(CaseResult {
+        id: desc.to_owned(),
+        verdict,
+        reason,
+        diagnostics: Vec::new(),
+        expectation: None,
+    })
+}
+
+/// Parses `key=value key="quoted value" ...`; bare words are ignored; a backslash escapes
+/// the next character inside quotes.
+pub fn parse_key_values(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+            key.push(c);
+        }
+        if chars.next_if_eq(&'=').is_none() {
+            continue; // bare word
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => value.extend(chars.next()),
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                value.push(c);
+            }
+        }
+        if !key.is_empty() {
+            out.insert(key, value);
+        }
+    }
+    out
+}
+
+/// The last `n` non-empty lines of console text, cleaned (NULs, `\r`, escapes removed).
+/// Unlike [`parse`], a final line without newline is kept: it is often the most telling.
+pub fn parse_console_tail(text: &str, n: usize) -> Vec<String> {
+    let mut tail: Vec<String> = text
+        .split('\n')
+        .rev()
+        .map(clean_line)
+        .filter(|l| !l.trim().is_empty())
+        .take(n)
+        .collect();
+    tail.reverse();
+    tail
+}
+
+/// Writes results back as a KTAP version 1 stream (used for the merged KTAP file).
+pub fn write_stream(out: &mut String, meta: &BTreeMap<String, String>, cases: &[CaseResult]) {
+    use std::fmt::Write;
+    out.push_str("KTAP version 1\n");
+    if !meta.is_empty() {
+        out.push_str("# pkeys-suite");
+        for (k, v) in meta {
+            if v.is_empty() || v.contains(char::is_whitespace) || v.contains('"') {
+                let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
+                let _ = write!(out, " {k}=\"{escaped}\"");
+            } else {
+                let _ = write!(out, " {k}={v}");
+            }
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "1..{}", cases.len());
+    for (i, case) in cases.iter().enumerate() {
+        for d in &case.diagnostics {
+            let _ = writeln!(out, "# {}", one_line(d));
+        }
+        if let Some(exp) = &case.expectation {
+            let _ = writeln!(
+                out,
+                "# {}: expected {} ({}): {}{}",
+                case.id,
+                exp.expected,
+                exp.pattern,
+                one_line(&exp.reason),
+                exp.fix
+                    .as_deref()
+                    .map(|f| format!(" [fix {f}]"))
+                    .unwrap_or_default()
+            );
+        }
+        let (ok, directive) = match case.verdict {
+            Verdict::Pass => (true, None),
+            Verdict::Fail => (false, None),
+            Verdict::Skip => (true, Some("SKIP")),
+            Verdict::XFail => (true, Some("XFAIL")),
+            Verdict::XPass => (false, Some("XPASS")),
+            Verdict::Timeout => (false, Some("TIMEOUT")),
+            Verdict::Error => (false, Some("ERROR")),
+        };
+        let _ = write!(
+            out,
+            "{}ok {} {}",
+            if ok { "" } else { "not " },
+            i + 1,
+            case.id
+        );
+        if let Some(d) = directive {
+            let _ = write!(out, " # {d}");
+            if let Some(r) = &case.reason {
+                let _ = write!(out, " {}", one_line(r));
+            }
+        }
+        out.push('\n');
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_example() {
+        let text = "KTAP version 1\n\
+# pkeys-suite version=0.1.0 kernel=6.12.43+deb13-cloud-amd64 cpu=\"Intel Xeon Processor (Skylake)\" pku=1\n\
+1..7\n\
+# access::read_ad::anon: fault si_code=4 si_pkey=1\n\
+ok 1 access::read_ad::anon\n\
+# alloc::exhaust: FAIL: pkey_alloc count: expected 15, got 14\n\
+not ok 2 alloc::exhaust\n\
+ok 3 hugetlb::read_ad::hugetlb # SKIP no huge pages could be reserved\n\
+not ok 4 signals::hang # TIMEOUT after 10s\n\
+not ok 5 x::y # ERROR case exited without a verdict (status 3)\n\
+ok 6 x::z # XFAIL reason\n\
+not ok 7 x::w # XPASS reason\n\
+# pkeys-suite: done pass=1 fail=5 skip=1 total=7\n\
+# pkeys-init: suite exit=1\n";
+        let p = parse(text);
+        assert!(p.started && p.done && p.complete);
+        assert_eq!(p.plan, Some(7));
+        assert_eq!(p.init_exit.as_deref(), Some("1"));
+        assert_eq!(p.meta["cpu"], "Intel Xeon Processor (Skylake)");
+        assert_eq!(p.meta["kernel"], "6.12.43+deb13-cloud-amd64");
+        let v: Vec<_> = p.cases.iter().map(|c| c.verdict).collect();
+        use Verdict::*;
+        assert_eq!(v, [Pass, Fail, Skip, Timeout, Error, XFail, XPass]);
+        assert_eq!(
+            p.cases[0].diagnostics,
+            ["access::read_ad::anon: fault si_code=4 si_pkey=1"]
+        );
+        assert_eq!(
+            p.cases[1].reason.as_deref(),
+            Some("pkey_alloc count: expected 15, got 14")
+        );
+        assert_eq!(
+            p.cases[2].reason.as_deref(),
+            Some("no huge pages could be reserved")
+        );
+        assert_eq!(p.cases[3].reason.as_deref(), Some("after 10s"));
+    }
+
+    #[test]
+    fn key_values() {
+        let kv = parse_key_values(r#"a=1 b="x y" c="q\"z" bare d="#);
+        assert_eq!(kv["a"], "1");
+        assert_eq!(kv["b"], "x y");
+        assert_eq!(kv["c"], "q\"z");
+        assert_eq!(kv["d"], "");
+        assert!(!kv.contains_key("bare"));
+    }
+
+    #[test]
+    fn roundtrip_through_writer() {
+        let text = "KTAP version 1\n1..2\n# a: FAIL: boom\nnot ok 1 a\nok 2 b # SKIP no pku\n";
+        let p = parse(text);
+        let mut out = String::new();
+        write_stream(&mut out, &p.meta, &p.cases);
+        let q = parse(&out);
+        assert_eq!(p.cases, q.cases);
+    }
+
+    #[test]
+    fn console_tail() {
+        assert_eq!(
+            parse_console_tail("a\r\n\nb\nc\0\npartial", 3),
+            ["b", "c", "partial"]
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! `junit.xml` via quick-junit: one testsuite per run.
+
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::expectation_note;
+use crate::error::Result;
+use crate::model::{Results, Verdict};
+
+/// Renders the JUnit XML report. FAIL and XPASS are `<failure>`, TIMEOUT and ERROR are
+/// `<error>`, SKIP is `<skipped>` with its reason; PASS and XFAIL succeed (an XFAIL's
+/// reason and fix go to its `system-out`).
+pub fn junit(results: &Results) -> Result<String> {
+    let mut report = Report::new("pkeys-conformance");
+    for run in &results.runs {
+        let mut suite = TestSuite::new(run.name.as_str());
+        let k = &run.kernel;
+        suite.add_properties([
+            Property::new("kernel.spec", k.spec.as_str()),
+            Property::new("kernel.package", k.package.as_str()),
+            Property::new("kernel.version", k.version.as_str()),
+            Property::new("kernel.uname", k.uname.as_deref().unwrap_or("")),
+            Property::new("cpu", run.cpu.as_str()),
+            Property::new("append", run.append.as_str()),
+            Property::new("attempts", run.attempts.to_string()),
+        ]);
+        if let Some(why) = &run.retried {
+            suite.add_property(Property::new("retried", why.as_str()));
+        }
+        if let Some(s) = run.timings.suite_s.filter(|s| s.is_finite() && *s >= 0.0) {
+            suite.set_time(Duration::from_secs_f64(s));
+        }
+        for case in &run.cases {
+            let message = case
+                .reason
+                .clone()
+                .unwrap_or_else(|| case.verdict.to_string());
+            let note = case
+                .expectation
+                .as_ref()
+                .map(|e| expectation_note(e, case.verdict));
+            let mut text = case.diagnostics.join("\n");
+            if let Some(note) = &note {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(note);
+            }
+            let status = match case.verdict {
+                Verdict::Pass | Verdict::XFail => TestCaseStatus::success(),
+                Verdict::Skip => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(message.as_str());
+                    s
+                }
+                v => {
+                    let kind = if matches!(v, Verdict::Fail | Verdict::XPass) {
+                        NonSuccessKind::Failure
+                    } else {
+                        NonSuccessKind::Error
+                    };
+                    let mut s = TestCaseStatus::non_success(kind);
+                    s.set_type(v.as_str());
+                    s.set_message(format!("{v}: {message}"));
+                    if !text.is_empty() {
+                        s.set_description(text.as_str());
+                    }
+                    s
+                }
+            };
+            let mut tc = TestCase::new(case.id.as_str(), status);
+            tc.set_classname(run.name.as_str());
+            if matches!(case.verdict, Verdict::Pass | Verdict::XFail | Verdict::Skip)
+                && !text.is_empty()
+            {
+                let out = if case.verdict == Verdict::XFail {
+                    format!("XFAIL: {message}\n{text}")
+                } else {
+                    text
+                };
+                tc.set_system_out(out);
+            }
+            suite.add_test_case(tc);
+        }
+        report.add_test_suite(suite);
+    }
+    Ok(report.to_string()?)
+}

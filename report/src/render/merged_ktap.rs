@@ -1,0 +1,39 @@
+//! `results.ktap`: every run as one KTAP version 1 stream, one subtest per run.
+
+use std::fmt::Write;
+
+use crate::ktap::write_stream;
+use crate::model::Results;
+
+/// Renders the merged KTAP: a top-level plan over the runs; each run's cases as a nested
+/// (4-space indented) KTAP stream followed by `ok N <run>` (or `not ok` when the run has a
+/// FAIL, XPASS, TIMEOUT or ERROR).
+pub fn merged_ktap(results: &Results) -> String {
+    let mut out = String::from("KTAP version 1\n");
+    let _ = writeln!(out, "1..{}", results.runs.len());
+    for (i, run) in results.runs.iter().enumerate() {
+        let mut meta = run.meta.clone();
+        meta.insert("run".to_owned(), run.name.clone());
+        meta.insert("qemu_cpu".to_owned(), run.cpu.clone());
+        if !run.kernel.version.is_empty() {
+            meta.insert(
+                "kernel_package_version".to_owned(),
+                run.kernel.version.clone(),
+            );
+        }
+        let mut inner = String::new();
+        write_stream(&mut inner, &meta, &run.cases);
+        let _ = writeln!(out, "# Subtest: {}", run.name);
+        for line in inner.lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+        let _ = writeln!(
+            out,
+            "{}ok {} {}",
+            if run.has_problems() { "not " } else { "" },
+            i + 1,
+            run.name
+        );
+    }
+    out
+}

@@ -1,0 +1,65 @@
+//! The suite's own options, taken out of the command line before libtest's are parsed.
+
+/// Options libtest does not know.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// `--format ktap`.
+    pub ktap: bool,
+    /// `--selftest`: run the fault-injection cases.
+    pub selftest: bool,
+    /// `--seed N`.
+    pub seed: u64,
+    /// `--timeout-scale F`.
+    pub timeout_scale: f64,
+}
+
+fn value<'a>(it: &mut impl Iterator<Item = &'a String>, name: &str) -> Result<&'a String, String> {
+    it.next().ok_or_else(|| format!("{name} needs a value"))
+}
+
+/// Split argv into the suite's options and the rest (for libtest-mimic, argv[0] kept).
+pub fn split(argv: &[String]) -> Result<(Extra, Vec<String>), String> {
+    let mut extra = Extra {
+        timeout_scale: 1.0,
+        ..Extra::default()
+    };
+    if let Ok(s) = std::env::var("PKEYS_TIMEOUT_SCALE") {
+        extra.timeout_scale = s
+            .parse()
+            .map_err(|_| format!("PKEYS_TIMEOUT_SCALE={s}: not a number"))?;
+    }
+    let mut rest = Vec::new();
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--format" => {
+                let v = value(&mut it, "--format")?;
+                if v == "ktap" {
+                    extra.ktap = true;
+                } else {
+                    rest.push(a.clone());
+                    rest.push(v.clone());
+                }
+            }
+            "--format=ktap" => extra.ktap = true,
+            "--selftest" => extra.selftest = true,
+            "--seed" => {
+                let v = value(&mut it, "--seed")?;
+                extra.seed = v.parse().map_err(|_| format!("--seed {v}: not a number"))?;
+            }
+            "--timeout-scale" => {
+                let v = value(&mut it, "--timeout-scale")?;
+                extra.timeout_scale = v
+                    .parse()
+                    .map_err(|_| format!("--timeout-scale {v}: not a number"))?;
+            }
+            _ => rest.push(a.clone()),
+        }
+    }
+    if extra.seed == 0 {
+        extra.seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 & 0xffff_ffff);
+    }
+    Ok((extra, rest))
+}
