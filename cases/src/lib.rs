@@ -10,6 +10,7 @@ pub mod access;
 pub mod alloc;
 pub mod compat;
 pub mod selftest;
+pub mod signals;
 pub mod support;
 mod util;
 
@@ -22,6 +23,7 @@ pub fn all() -> Vec<Case> {
     v.extend(compat::cases());
     v.extend(alloc::cases());
     v.extend(access::cases());
+    v.extend(signals::cases());
     v
 }
 

@@ -196,46 +196,57 @@ fn die_from_handler(sig: i32, code: i32, addr: usize, pkey: u32) {
     }
 }
 
-extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let pkru_in = if HAS_PKRU.load(Ordering::Relaxed) {
-        pkru::rdpkru()
-    } else {
-        0
-    };
-    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
-    let (code, addr, pkey) = unsafe { siginfo_fields(info) };
-    let n = COUNT.load(Ordering::SeqCst);
-    if !ARMED.load(Ordering::SeqCst) || n >= MAX_FAULTS {
-        die_from_handler(sig, code, addr, pkey);
-        return;
-    }
+/// Read the frame's saved PKRU and XSTATE_BV.
+///
+/// # Safety
+/// `ctx` must be the ucontext of an SA_SIGINFO handler.
+unsafe fn frame_pkru(ctx: *mut libc::c_void) -> (*mut u8, Option<u32>, u64) {
     let uc = ctx.cast::<libc::ucontext_t>();
     // SAFETY: ctx is the ucontext the kernel built for this handler.
     let fp = unsafe { (*uc).uc_mcontext.fpregs }.cast::<u8>();
     let off = PKRU_OFFSET.load(Ordering::Relaxed);
-    let (saved, bv) = if !fp.is_null() && off != 0 && HAS_PKRU.load(Ordering::Relaxed) {
-        // SAFETY: fpregs points to the XSAVE area in the signal frame, which is at least
-        // off + 4 bytes long when the PKRU component is enabled (CPUID 0xD).
-        unsafe {
-            (
-                Some(fp.add(off).cast::<u32>().read_unaligned()),
-                fp.add(XSTATE_BV_OFFSET).cast::<u64>().read_unaligned(),
-            )
-        }
-    } else {
-        (None, 0)
-    };
+    if fp.is_null() || off == 0 || !HAS_PKRU.load(Ordering::Relaxed) {
+        return (fp, None, 0);
+    }
+    // SAFETY: fpregs points to the XSAVE area in the signal frame, which is at least off + 4
+    // bytes long when the PKRU component is enabled (CPUID 0xD).
+    unsafe {
+        (
+            fp,
+            Some(fp.add(off).cast::<u32>().read_unaligned()),
+            fp.add(XSTATE_BV_OFFSET).cast::<u64>().read_unaligned(),
+        )
+    }
+}
+
+/// Store one signal in the next slot; false when the slots are full.
+fn record(sig: i32, code: i32, addr: usize, pkey: u32, pkru_in: u32, saved: Option<u32>, bv: u64) -> bool {
+    let n = COUNT.load(Ordering::SeqCst);
+    if n >= MAX_FAULTS {
+        return false;
+    }
     let slot = &SLOTS[n];
     slot.signo.store(sig, Ordering::Relaxed);
     slot.code.store(code, Ordering::Relaxed);
     slot.addr.store(addr, Ordering::Relaxed);
     slot.pkey.store(pkey, Ordering::Relaxed);
     slot.pkru_in.store(pkru_in, Ordering::Relaxed);
-    slot.saved
-        .store(saved.map_or(u64::MAX, u64::from), Ordering::Relaxed);
+    slot.saved.store(saved.map_or(u64::MAX, u64::from), Ordering::Relaxed);
     slot.xstate_bv.store(bv, Ordering::Relaxed);
     COUNT.store(n + 1, Ordering::SeqCst);
+    true
+}
 
+extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let pkru_in = if HAS_PKRU.load(Ordering::Relaxed) { pkru::rdpkru() } else { 0 };
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let (code, addr, pkey) = unsafe { siginfo_fields(info) };
+    // SAFETY: ctx is this handler's ucontext.
+    let (fp, saved, bv) = unsafe { frame_pkru(ctx) };
+    if !ARMED.load(Ordering::SeqCst) || !record(sig, code, addr, pkey, pkru_in, saved, bv) {
+        die_from_handler(sig, code, addr, pkey);
+        return;
+    }
     let new = match (FIX_MODE.load(Ordering::Relaxed), saved) {
         (1, Some(s)) if code == crate::sys::SEGV_PKUERR && pkey < 16 => {
             Some(pkru::with_rights(s, pkey as i32, 0))
@@ -243,9 +254,10 @@ extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_vo
         (2, Some(_)) => Some(FIX_VALUE.load(Ordering::Relaxed)),
         _ => None,
     };
+    let off = PKRU_OFFSET.load(Ordering::Relaxed);
     match new {
-        // SAFETY: same XSAVE area as above; setting XSTATE_BV bit 9 makes XRSTOR load the value
-        // instead of the init state.
+        // SAFETY: same XSAVE area as in frame_pkru; setting XSTATE_BV bit 9 makes XRSTOR load the
+        // value instead of the init state.
         Some(v) => unsafe {
             fp.add(off).cast::<u32>().write_unaligned(v);
             let bvp = fp.add(XSTATE_BV_OFFSET).cast::<u64>();
@@ -254,6 +266,59 @@ extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_vo
         // A fault the saved PKRU cannot fix (not a pkey fault): report it and let it kill us.
         None => die_from_handler(sig, code, addr, pkey),
     }
+}
+
+static EXIT_THREAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_record(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let pkru_in = if HAS_PKRU.load(Ordering::Relaxed) { pkru::rdpkru() } else { 0 };
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let (code, addr, pkey) = unsafe { siginfo_fields(info) };
+    // SAFETY: ctx is this handler's ucontext.
+    let (_, saved, bv) = unsafe { frame_pkru(ctx) };
+    record(sig, code, addr, pkey, pkru_in, saved, bv);
+    if EXIT_THREAD.load(Ordering::SeqCst) {
+        crate::rawthread::exit_thread();
+    }
+}
+
+/// Install a handler for `sig` that records each delivery (see [`recorded`]) and then, if
+/// `exit_thread`, ends the receiving thread with a raw `exit` (as `pkey_sighandler_tests.c`'s
+/// handlers do); otherwise it returns. `onstack` adds SA_ONSTACK. Clears earlier records.
+pub fn install_recorder(sig: i32, exit_thread: bool, onstack: bool) {
+    init_layout();
+    COUNT.store(0, Ordering::SeqCst);
+    EXIT_THREAD.store(exit_thread, Ordering::SeqCst);
+    install(sig, on_record, if onstack { libc::SA_ONSTACK } else { 0 });
+}
+
+/// The signals recorded since [`install_recorder`] or [`capture`] started.
+pub fn recorded() -> Vec<Fault> {
+    let n = COUNT.load(Ordering::SeqCst);
+    SLOTS[..n]
+        .iter()
+        .map(|s| {
+            let saved = s.saved.load(Ordering::Relaxed);
+            Fault {
+                signo: s.signo.load(Ordering::Relaxed),
+                code: s.code.load(Ordering::Relaxed),
+                addr: s.addr.load(Ordering::Relaxed),
+                pkey: s.pkey.load(Ordering::Relaxed),
+                pkru_in_handler: s.pkru_in.load(Ordering::Relaxed),
+                saved_pkru: (saved != u64::MAX).then_some(saved as u32),
+                xstate_bv: s.xstate_bv.load(Ordering::Relaxed),
+            }
+        })
+        .collect()
+}
+
+/// Wait up to `timeout` for at least `n` recorded signals.
+pub fn wait_recorded(n: usize, timeout: std::time::Duration) -> Vec<Fault> {
+    let end = std::time::Instant::now() + timeout;
+    while COUNT.load(Ordering::SeqCst) < n && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    recorded()
 }
 
 extern "C" fn on_crash(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
@@ -325,22 +390,7 @@ pub fn capture(fix: Fix, f: impl FnOnce()) -> Capture {
             pkru::wrpkru_raw(s);
         }
     }
-    let n = COUNT.load(Ordering::SeqCst);
-    let faults = SLOTS[..n]
-        .iter()
-        .map(|s| {
-            let saved = s.saved.load(Ordering::Relaxed);
-            Fault {
-                signo: s.signo.load(Ordering::Relaxed),
-                code: s.code.load(Ordering::Relaxed),
-                addr: s.addr.load(Ordering::Relaxed),
-                pkey: s.pkey.load(Ordering::Relaxed),
-                pkru_in_handler: s.pkru_in.load(Ordering::Relaxed),
-                saved_pkru: (saved != u64::MAX).then_some(saved as u32),
-                xstate_bv: s.xstate_bv.load(Ordering::Relaxed),
-            }
-        })
-        .collect();
+    let faults = recorded();
     Capture { faults, pkru_after }
 }
 

@@ -19,6 +19,7 @@ pub mod isolate;
 pub mod ktap;
 pub mod mem;
 pub mod pkru;
+pub mod rawthread;
 pub mod probe;
 pub mod sys;
 pub mod verdict;

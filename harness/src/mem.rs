@@ -348,3 +348,17 @@ impl Drop for Region {
         }
     }
 }
+
+impl Region {
+    /// Volatile read of the little-endian u32 at `off` (4-byte aligned).
+    pub fn read_u32(&self, off: usize) -> u32 {
+        assert!(off % 4 == 0 && off + 4 <= self.len, "bad u32 offset {off}");
+        // SAFETY: aligned and inside this live mapping (checked above).
+        unsafe { (self.ptr.add(off) as *const u32).read_volatile() }
+    }
+
+    /// A `stack_t` describing this region, for `sigaltstack`.
+    pub fn as_stack(&self) -> libc::stack_t {
+        libc::stack_t { ss_sp: self.ptr.cast(), ss_flags: 0, ss_size: self.len }
+    }
+}

@@ -106,3 +106,9 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Send `sig` to the calling thread (`tgkill(getpid(), gettid(), sig)`).
+pub fn raise(sig: i32) {
+    // SAFETY: tgkill on ourselves.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), gettid(), sig) };
+}

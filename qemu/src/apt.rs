@@ -271,6 +271,12 @@ pub fn newest<'a>(
         .max_by(|a, b| debver::compare(&a.version, &b.version).then_with(|| a.name.cmp(&b.name)))
 }
 
+/// Whether this process runs as root (the owner of `/proc/self` is the effective uid).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// The private apt state under `<cache>/apt/`.
 #[derive(Debug, Clone)]
 pub struct PrivateApt {
@@ -358,7 +364,7 @@ impl PrivateApt {
         for target in ["DEP-11", "DEP-11-icons", "DEP-11-icons-small", "DEP-11-icons-hidpi"] {
             opts.push(format!("Acquire::IndexTargets::deb::{target}::DefaultEnabled=false"));
         }
-        if nix::unistd::geteuid().is_root() {
+        if is_root() {
             opts.push("APT::Sandbox::User=root".to_owned());
         }
         opts.into_iter().flat_map(|o| ["-o".to_owned(), o]).collect()

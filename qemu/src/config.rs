@@ -231,7 +231,7 @@ impl Config {
         if d.cpus.is_empty() {
             bail!("{}: defaults.cpus: must name at least one CPU model", self.path.display());
         }
-        check_append(d.append.get()).map_err(|e| {
+        check_append(d.append.get_ref()).map_err(|e| {
             anyhow::anyhow!("{}: defaults.append: {e}", self.at(&d.append.span()))
         })?;
         for (name, entry) in &self.file.kernels {
@@ -239,11 +239,11 @@ impl Config {
             if name.is_empty() || !name.chars().all(name_char_ok) {
                 bail!("{at}: kernels.{name}: a kernel name may only hold letters, digits, `.`, `_`, `-`, `+`");
             }
-            self.kernel_source_of(name, entry.get())?;
+            self.kernel_source_of(name, entry.get_ref())?;
         }
         let mut names = BTreeMap::new();
         for (i, guest) in self.file.guests.iter().enumerate() {
-            let kernel = guest.kernel.get();
+            let kernel = guest.kernel.get_ref();
             if !self.file.kernels.contains_key(kernel) {
                 bail!(
                     "{}: guest[{i}].kernel: unknown kernel `{kernel}` (known: {})",
@@ -252,7 +252,7 @@ impl Config {
                 );
             }
             if let Some(label) = &guest.label
-                && (label.get().is_empty() || !label.get().chars().all(name_char_ok))
+                && (label.get_ref().is_empty() || !label.get_ref().chars().all(name_char_ok))
             {
                 bail!(
                     "{}: guest[{i}].label: may only hold letters, digits, `.`, `_`, `-`, `+`",
@@ -260,12 +260,12 @@ impl Config {
                 );
             }
             if let Some(cpus) = &guest.cpus
-                && cpus.get().is_empty()
+                && cpus.get_ref().is_empty()
             {
                 bail!("{}: guest[{i}].cpus: must name at least one CPU model", self.at(&cpus.span()));
             }
             if let Some(append) = &guest.append {
-                check_append(append.get()).map_err(|e| {
+                check_append(append.get_ref()).map_err(|e| {
                     anyhow::anyhow!("{}: guest[{i}].append: {e}", self.at(&append.span()))
                 })?;
             }
@@ -290,20 +290,20 @@ impl Config {
     fn kernel_source_of(&self, name: &str, entry: &KernelEntry) -> Result<KernelSource> {
         match (&entry.suites, &entry.package, &entry.path) {
             (Some(suites), Some(package), None) => {
-                if suites.get().is_empty() {
+                if suites.get_ref().is_empty() {
                     bail!("{}: kernels.{name}.suites: must name at least one suite", self.at(&suites.span()));
                 }
-                if package.get().trim().is_empty() {
+                if package.get_ref().trim().is_empty() {
                     bail!("{}: kernels.{name}.package: empty package pattern", self.at(&package.span()));
                 }
                 Ok(KernelSource::Debian {
-                    suites: suites.get().clone(),
-                    package: package.get().clone(),
+                    suites: suites.get_ref().clone(),
+                    package: package.get_ref().clone(),
                 })
             }
             (None, None, Some(path)) => {
                 let base = self.path.parent().unwrap_or(Path::new("."));
-                Ok(KernelSource::Path(base.join(path.get())))
+                Ok(KernelSource::Path(base.join(path.get_ref())))
             }
             (_, _, Some(path)) => bail!(
                 "{}: kernels.{name}: give either `path` or `suites` + `package`, not both",
@@ -337,15 +337,15 @@ impl Config {
                 self.kernel_names().join(", ")
             );
         };
-        self.kernel_source_of(name, entry.get())
+        self.kernel_source_of(name, entry.get_ref())
     }
 
     /// Every Debian suite named by any kernel entry, in first-seen order.
     pub fn all_suites(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for entry in self.file.kernels.values() {
-            if let Some(suites) = &entry.get().suites {
-                for s in suites.get() {
+            if let Some(suites) = &entry.get_ref().suites {
+                for s in suites.get_ref() {
                     if !out.contains(s) {
                         out.push(s.clone());
                     }
@@ -357,15 +357,15 @@ impl Config {
 
     fn expand_guest(&self, guest: &GuestEntry) -> Vec<GuestPlan> {
         let d = &self.file.defaults;
-        let cpus = guest.cpus.as_ref().map_or(&d.cpus, |c| c.get());
-        let append = join_append(d.append.get(), guest.append.as_ref().map(|a| a.get().as_str()));
+        let cpus = guest.cpus.as_ref().map_or(&d.cpus, |c| c.get_ref());
+        let append = join_append(d.append.get_ref(), guest.append.as_ref().map(|a| a.get_ref().as_str()));
         let mut args = d.args.clone();
         args.extend(guest.args.iter().flatten().cloned());
         cpus.iter()
             .map(|cpu| {
-                let kernel = guest.kernel.get().clone();
+                let kernel = guest.kernel.get_ref().clone();
                 let name = match &guest.label {
-                    Some(label) => format!("{kernel}-{}-{}", label.get(), cpu_slug(cpu)),
+                    Some(label) => format!("{kernel}-{}-{}", label.get_ref(), cpu_slug(cpu)),
                     None => format!("{kernel}-{}", cpu_slug(cpu)),
                 };
                 GuestPlan {

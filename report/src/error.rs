@@ -6,20 +6,21 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory concerned.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (part of the message, not a `source()`, so that error
+        /// chains print it once).
+        error: std::io::Error,
     },
     /// A results file is not valid JSON or does not match the schema.
-    #[error("{}: not a valid results file: {source}", path.display())]
+    #[error("{}: not a valid results file: {error}", path.display())]
     Json {
         /// The results file.
         path: PathBuf,
-        /// The underlying error.
-        source: serde_json::Error,
+        /// The underlying error (part of the message).
+        error: serde_json::Error,
     },
     /// A results file was written with another `format_version`.
     #[error(
@@ -54,7 +55,7 @@ pub enum ReportError {
     },
     /// Building the JUnit report failed.
     #[error("junit: {0}")]
-    Junit(#[from] quick_junit::SerializeError),
+    Junit(quick_junit::SerializeError),
 }
 
 /// The `format_version` found in a results file, for error messages.
@@ -80,5 +81,5 @@ pub type Result<T, E = ReportError> = std::result::Result<T, E>;
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ReportError {
     let path = path.into();
-    move |source| ReportError::Io { path, source }
+    move |error| ReportError::Io { path, error }
 }

@@ -66,7 +66,7 @@ pub fn merge(inputs: Vec<(PathBuf, Results)>) -> Result<(Results, MergeNotes)> {
 }
 
 fn add_run(runs: &mut Vec<GuestRun>, mut run: GuestRun, notes: &mut MergeNotes) {
-    if runs.iter().any(|r| *r == run) {
+    if runs.contains(&run) {
         notes.dropped_duplicates.push(run.name);
         return;
     }

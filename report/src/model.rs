@@ -366,9 +366,9 @@ impl Results {
     /// Parses results JSON; `path` only names the source in errors.
     pub fn from_json(text: &str, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let json_err = |source| ReportError::Json {
+        let json_err = |error| ReportError::Json {
             path: path.to_owned(),
-            source,
+            error,
         };
         let value: serde_json::Value = serde_json::from_str(text).map_err(json_err)?;
         let found = value
@@ -387,9 +387,9 @@ impl Results {
     /// Writes the results as pretty JSON, atomically (temporary file + rename).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let json = serde_json::to_string_pretty(self).map_err(|source| ReportError::Json {
+        let json = serde_json::to_string_pretty(self).map_err(|error| ReportError::Json {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         crate::fsutil::write_atomic(path, format!("{json}\n").as_bytes())
     }

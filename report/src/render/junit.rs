@@ -5,7 +5,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::expectation_note;
-use crate::error::Result;
+use crate::error::{ReportError, Result};
 use crate::model::{Results, Verdict};
 
 /// Renders the JUnit XML report. FAIL and XPASS are `<failure>`, TIMEOUT and ERROR are
@@ -85,5 +85,5 @@ pub fn junit(results: &Results) -> Result<String> {
         }
         report.add_test_suite(suite);
     }
-    Ok(report.to_string()?)
+    report.to_string().map_err(ReportError::Junit)
 }

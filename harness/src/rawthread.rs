@@ -1,0 +1,140 @@
+//! Threads that run with key 0 denied: raw `clone` and raw `syscall` instructions only.
+//!
+//! libc's PLT, TLS and rseq area, and a normal thread's stack, live in key-0 memory; code that
+//! runs with key 0 access-disabled must touch none of it. These threads are started with a raw
+//! `clone` on a stack the case chooses, and run a fixed instruction sequence written in assembly
+//! (registers only): optionally `sigaltstack`, then WRPKRU, then one [`Action`]. This is how the
+//! kernel's `pkey_sighandler_tests.c` builds its threads.
+
+use crate::sys::Errno;
+
+/// What the raw thread does after writing PKRU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Action {
+    /// Write to address 0 (a SEGV_MAPERR fault whose handler must still run).
+    WriteNull = 0,
+    /// Push to its own stack (a SEGV_PKUERR fault on the stack when the stack's key is denied).
+    TouchStack = 1,
+    /// `tkill(self, SIGUSR2)`; after the handler returns, store [`RESUMED_MARK`] at the flag
+    /// address and exit.
+    RaiseUsr2ThenMark = 2,
+}
+
+/// The value [`Action::RaiseUsr2ThenMark`] stores once the thread resumed after sigreturn.
+pub const RESUMED_MARK: u32 = 0x600d_600d;
+
+/// Start a raw thread.
+///
+/// - `stack_top`: the initial stack pointer (top of a mapping the caller owns, 16-byte aligned);
+/// - `pkru`: the value the thread writes to PKRU before its action;
+/// - `altstack`: a `stack_t` to install with `sigaltstack` first (read before PKRU changes);
+/// - `flag`: address the thread writes [`RESUMED_MARK`] to (for [`Action::RaiseUsr2ThenMark`]).
+///
+/// Returns the thread id. The thread ends with a raw `exit` (or in a signal handler that calls
+/// [`exit_thread`]); wait for it with [`wait_exit`].
+///
+/// # Safety
+/// `stack_top` must be the top of a writable mapping (of at least a few KiB) that outlives the
+/// thread and is used by nothing else; `altstack`, if given, must point to a valid `stack_t`
+/// whose memory outlives the thread; `flag` must be writable memory for `RaiseUsr2ThenMark`.
+pub unsafe fn spawn(
+    stack_top: usize,
+    pkru: u32,
+    altstack: Option<*const libc::stack_t>,
+    action: Action,
+    flag: usize,
+) -> Result<i32, Errno> {
+    let flags = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM) as u64;
+    let ret: i64;
+    // SAFETY: the caller guarantees the stack, altstack and flag memory (see # Safety). The child
+    // path never returns into Rust: it runs register-only instructions and ends in exit(2) or a
+    // fault whose handler exits the thread.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 9f",
+            // child
+            "test r13, r13",
+            "jz 2f",
+            "mov eax, 131",          // sigaltstack(r13, NULL)
+            "mov rdi, r13",
+            "xor esi, esi",
+            "syscall",
+            "2:",
+            "mov eax, r12d",         // wrpkru(r12d)
+            "xor ecx, ecx",
+            "xor edx, edx",
+            "wrpkru",
+            "cmp r14, 1",
+            "je 4f",
+            "cmp r14, 2",
+            "je 5f",
+            "xor eax, eax",          // WriteNull
+            "mov dword ptr [rax], 1",
+            "ud2",
+            "4:",                    // TouchStack
+            "push rax",
+            "ud2",
+            "5:",                    // RaiseUsr2ThenMark
+            "mov eax, 186",          // gettid
+            "syscall",
+            "mov edi, eax",
+            "mov esi, 12",           // SIGUSR2
+            "mov eax, 200",          // tkill
+            "syscall",
+            "mov dword ptr [r15], 0x600d600d",
+            "mov eax, 60",           // exit(0): this thread only
+            "xor edi, edi",
+            "syscall",
+            "ud2",
+            "9:",
+            inlateout("rax") libc::SYS_clone => ret,
+            in("rdi") flags,
+            in("rsi") stack_top,
+            in("rdx") 0u64,
+            in("r10") 0u64,
+            in("r8") 0u64,
+            in("r12") pkru as u64,
+            in("r13") altstack.map_or(0, |p| p as u64),
+            in("r14") action as u64,
+            in("r15") flag as u64,
+            out("rcx") _,
+            out("r11") _,
+            options(nostack),
+        );
+    }
+    if ret < 0 { Err(Errno::from_raw(-ret as i32)) } else { Ok(ret as i32) }
+}
+
+/// End the calling thread only (raw `exit`, for signal handlers of raw threads).
+pub fn exit_thread() -> ! {
+    // SAFETY: exit(2) ends this thread; nothing after it runs.
+    unsafe {
+        std::arch::asm!("syscall", in("rax") libc::SYS_exit, in("rdi") 0u64, options(noreturn, nostack));
+    }
+}
+
+/// Whether thread `tid` of this process still exists.
+pub fn alive(tid: i32) -> bool {
+    // SAFETY: tgkill with signal 0 only checks for existence.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) == 0 }
+}
+
+/// Wait until thread `tid` has exited, up to `timeout`. True if it did.
+pub fn wait_exit(tid: i32, timeout: std::time::Duration) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    while alive(tid) {
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    true
+}

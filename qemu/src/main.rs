@@ -1,0 +1,290 @@
+//! `pkeys-qemu`: run the pkeys suite in qemu guests (one kernel, or the whole matrix).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use pkeys_qemu::config::{self, Config};
+use pkeys_qemu::guest::{self, Env, Event, GuestSpec};
+use pkeys_qemu::kernel::Resolver;
+use pkeys_qemu::{cleanup, initramfs, matrix, paths, qemu};
+use pkeys_report::Results;
+
+/// Run the pkeys conformance suite in qemu guests.
+#[derive(Debug, Parser)]
+#[command(name = "pkeys-qemu", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot one kernel and run the suite in it.
+    Run(RunArgs),
+    /// Run the matrix of kernels.toml concurrently and write the report.
+    Matrix(MatrixArgs),
+    /// Resolve and fetch kernels into the cache (all, or the named ones) without booting.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// The kernels file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A prebuilt static pkeys-suite (default: build it with cargo).
+    #[arg(long, value_name = "PATH")]
+    suite: Option<PathBuf>,
+    /// Expectations used to classify results (default: ci/expectations.toml when present).
+    #[arg(long, value_name = "FILE")]
+    expectations: Option<PathBuf>,
+    /// Update the Debian package lists even when they are fresh.
+    #[arg(long)]
+    refresh: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A bzImage/vmlinuz path, or debian:<name> from kernels.toml (e.g. debian:6.12).
+    #[arg(long, value_name = "SPEC")]
+    kernel: String,
+    /// qemu CPU model (with PKU under TCG: max, Skylake-Server, EPYC-Milan, ...).
+    #[arg(long, default_value = "max", value_name = "MODEL")]
+    cpu: String,
+    /// Extra kernel command line (e.g. init_pkru=0x55555550).
+    #[arg(long, default_value = "", value_name = "ARGS")]
+    append: String,
+    /// Output folder (default: out/<name>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Seconds the guest may run, boot included.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    timeout: u64,
+    /// Seconds until the suite's first line (else: boot failure, retried once).
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    boot_timeout: u64,
+    /// Guest name (file names; default: <kernel>-<cpu>).
+    #[arg(long)]
+    name: Option<String>,
+    /// qemu -m.
+    #[arg(long, default_value = "512M")]
+    memory: String,
+    /// qemu -smp.
+    #[arg(long, default_value_t = 1)]
+    smp: u32,
+    #[command(flatten)]
+    common: Common,
+    /// Arguments for the suite in the guest (after `--`).
+    #[arg(last = true, value_name = "SUITE ARGS")]
+    suite_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct MatrixArgs {
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Guests at once (default: the number of cores).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    /// Run the K-th of N slices of the matrix (for CI fan-out; merge with pkeys-report merge).
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Only guests whose name or kernel matches one of these globs.
+    #[arg(long, num_args = 1.., value_name = "NAME")]
+    only: Vec<String>,
+    /// Print the selected guests and exit.
+    #[arg(long)]
+    list: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct FetchArgs {
+    /// The kernels file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Update the Debian package lists even when they are fresh.
+    #[arg(long)]
+    refresh: bool,
+    /// Kernel names (default: every Debian kernel of the file).
+    names: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = cleanup::install() {
+        eprintln!("pkeys-qemu: error: cannot install the signal handler: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Run(a) => cmd_run(a),
+        Command::Matrix(a) => cmd_matrix(a),
+        Command::Fetch(a) => cmd_fetch(a),
+    };
+    match result {
+        _ if cleanup::interrupted() => {
+            eprintln!("pkeys-qemu: interrupted; no guest left running");
+            ExitCode::from(cleanup::exit_code() as u8)
+        }
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("pkeys-qemu: error: {}", one_line(&format!("{e:#}")));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+fn load_config(path: Option<PathBuf>, required: bool) -> Result<Option<Config>> {
+    let explicit = path.is_some();
+    let path = path.unwrap_or_else(paths::default_config);
+    if !explicit && !required && !path.exists() {
+        return Ok(None);
+    }
+    Config::load(&path).map(Some)
+}
+
+fn cmd_run(a: RunArgs) -> Result<u8> {
+    if let Err(e) = config::check_append(&a.append) {
+        bail!("--append: {e}");
+    }
+    let debian = a.kernel.starts_with("debian:");
+    let cfg = load_config(a.common.config.clone(), debian)?;
+    let qemu_bin = qemu::find_qemu()?;
+    qemu::check_cpu(&a.cpu, qemu::cpu_models(&qemu_bin)?)?;
+    let cache = paths::cache_root();
+    let kernel = Resolver::new(&cache, a.common.refresh).resolve(&a.kernel, cfg.as_ref())?;
+    let expectations = matrix::load_expectations(a.common.expectations.as_deref())?;
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", kernel.short, config::cpu_slug(&a.cpu)));
+    if name.is_empty() || name.contains('/') {
+        bail!("--name {name:?}: not usable as a file name");
+    }
+    let out = a.out.clone().unwrap_or_else(|| paths::workspace_root().join("out").join(&name));
+    let suite = matrix::suite_binary(a.common.suite.as_deref())?;
+    let base = initramfs::base_image(&suite, &cache)?;
+    let spec = GuestSpec {
+        name: name.clone(),
+        kernel,
+        cpu: a.cpu.clone(),
+        append: a.append.clone(),
+        args: a.suite_args.clone(),
+        memory: a.memory.clone(),
+        smp: a.smp,
+        timeout: Duration::from_secs(a.timeout),
+        boot_timeout: Duration::from_secs(a.boot_timeout.min(a.timeout)),
+    };
+    eprintln!(
+        "pkeys-qemu: {name}: kernel {} ({}), cpu {}, output in {}",
+        spec.kernel.path.display(),
+        if spec.kernel.info.package.is_empty() {
+            spec.kernel.info.version.clone()
+        } else {
+            format!("{} {}", spec.kernel.info.package, spec.kernel.info.version)
+        },
+        spec.cpu,
+        out.display()
+    );
+    let env = Env {
+        qemu: &qemu_bin,
+        base_image: &base,
+        out: &out,
+    };
+    let progress = |name: &str, event: Event| match event {
+        Event::Booting { attempt } => eprintln!("pkeys-qemu: {name}: booting (attempt {attempt})"),
+        Event::Started { after_s } => eprintln!("pkeys-qemu: {name}: suite started after {after_s:.1} s"),
+        Event::Result(line) => eprintln!("  {line}"),
+        Event::Retrying { reason } => {
+            eprintln!("pkeys-qemu: {name}: failed before the suite started ({reason}); retrying once")
+        }
+    };
+    let run = guest::run(&spec, &env, &progress)?;
+    if let pkeys_report::RunStatus::Error { console_tail, .. } = &run.status
+        && !console_tail.is_empty()
+    {
+        eprintln!("pkeys-qemu: {name}: last console lines:");
+        for line in console_tail.iter().rev().take(12).rev() {
+            eprintln!("  | {line}");
+        }
+    }
+    let raw_ok = guest::run_passed(&run);
+    let mut results = Results::new(vec![run]);
+    pkeys_report::classify_all(&mut results, &expectations);
+    pkeys_report::write_all(&results, &out).context("cannot write the results")?;
+    eprintln!("pkeys-qemu: {}", guest::summary_line(&results.runs[0]));
+    let ok = results.exit_code() == 0 && results.runs[0].complete;
+    if ok && !raw_ok {
+        eprintln!("pkeys-qemu: {name}: every failure is expected on this kernel (see {})", out.join("report.md").display());
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn cmd_matrix(a: MatrixArgs) -> Result<u8> {
+    let config = a.common.config.clone().unwrap_or_else(paths::default_config);
+    let shard = a.shard.as_deref().map(matrix::parse_shard).transpose()?;
+    if a.list {
+        let cfg = Config::load(&config)?;
+        for g in matrix::select(cfg.guests(), &a.only, shard)? {
+            println!("{}\tkernel={} cpu={} append={:?}", g.name, g.kernel, g.cpu, g.append);
+        }
+        return Ok(0);
+    }
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let opts = matrix::MatrixOptions {
+        config,
+        out: a.out.unwrap_or_else(|| paths::workspace_root().join("out/matrix")),
+        jobs,
+        shard,
+        only: a.only,
+        suite: a.common.suite,
+        expectations: a.common.expectations,
+        refresh: a.common.refresh,
+        cache: paths::cache_root(),
+    };
+    let results = matrix::run(&opts)?;
+    Ok(results.exit_code() as u8)
+}
+
+fn cmd_fetch(a: FetchArgs) -> Result<u8> {
+    let cfg = load_config(a.config, true)?.context("no kernels file")?;
+    let names = if a.names.is_empty() {
+        cfg.kernel_names()
+    } else {
+        a.names.iter().map(|n| n.strip_prefix("debian:").unwrap_or(n).to_owned()).collect()
+    };
+    let mut resolver = Resolver::new(&paths::cache_root(), a.refresh);
+    let mut failed = 0;
+    for name in names {
+        match resolver.resolve_named(&name, &cfg, &format!("debian:{name}")) {
+            Ok(k) => println!(
+                "{name}\t{}\t{}\t{}",
+                if k.info.package.is_empty() { "-" } else { &k.info.package },
+                k.info.version,
+                k.path.display()
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("pkeys-qemu: {name}: {}", one_line(&format!("{e:#}")));
+            }
+        }
+        if cleanup::interrupted() {
+            break;
+        }
+    }
+    Ok(u8::from(failed > 0))
+}

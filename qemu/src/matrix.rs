@@ -1,0 +1,316 @@
+//! Many guests at once: the matrix of `kernels.toml`, run concurrently, reported by
+//! `pkeys_report`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use pkeys_report::{Expectations, GuestRun, KernelInfo, Results, RunStatus};
+
+use crate::apt::glob_match;
+use crate::config::{Config, GuestPlan};
+use crate::guest::{self, Env, Event, GuestSpec};
+use crate::kernel::{ResolvedKernel, Resolver};
+
+/// Parses `K/N` (1 ≤ K ≤ N).
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse::<usize>().ok()?, n.trim().parse::<usize>().ok()?)));
+    match parsed {
+        Some((k, n)) if n >= 1 && (1..=n).contains(&k) => Ok((k, n)),
+        _ => bail!("--shard {s}: expected K/N with 1 <= K <= N (e.g. 2/4)"),
+    }
+}
+
+/// The guests to run: those matching any `--only` glob (guest name or kernel name; all when
+/// none given), then the K-th of N round-robin slices.
+pub fn select(
+    guests: Vec<GuestPlan>,
+    only: &[String],
+    shard: Option<(usize, usize)>,
+) -> Result<Vec<GuestPlan>> {
+    let all: Vec<String> = guests.iter().map(|g| g.name.clone()).collect();
+    let mut chosen: Vec<GuestPlan> = guests
+        .into_iter()
+        .filter(|g| {
+            only.is_empty()
+                || only
+                    .iter()
+                    .any(|p| glob_match(p, &g.name) || glob_match(p, &g.kernel))
+        })
+        .collect();
+    if chosen.is_empty() {
+        bail!("--only {}: matches no guest (guests: {})", only.join(" "), all.join(", "));
+    }
+    if let Some((k, n)) = shard {
+        chosen = chosen
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % n == k - 1)
+            .map(|(_, g)| g)
+            .collect();
+    }
+    Ok(chosen)
+}
+
+/// What `pkeys-qemu matrix` was asked to do.
+#[derive(Debug, Clone)]
+pub struct MatrixOptions {
+    /// `kernels.toml`.
+    pub config: PathBuf,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Guests at once.
+    pub jobs: usize,
+    /// `K/N` slice.
+    pub shard: Option<(usize, usize)>,
+    /// Name globs.
+    pub only: Vec<String>,
+    /// A prebuilt static suite instead of building one.
+    pub suite: Option<PathBuf>,
+    /// Expectations file (`None`: `ci/expectations.toml` when it exists).
+    pub expectations: Option<PathBuf>,
+    /// Update the apt lists even when fresh.
+    pub refresh: bool,
+    /// Cache root.
+    pub cache: PathBuf,
+}
+
+/// A run that never booted (its kernel could not be resolved, ...).
+fn error_run(plan: &GuestPlan, kernel: KernelInfo, message: String) -> GuestRun {
+    let mut run = GuestRun::new(&plan.name, kernel, &plan.cpu, &plan.append);
+    run.status = RunStatus::Error {
+        message,
+        console_tail: Vec::new(),
+    };
+    run
+}
+
+/// Loads the expectations: the given file, else `ci/expectations.toml` when present, else none.
+pub fn load_expectations(path: Option<&Path>) -> Result<Expectations> {
+    match path {
+        Some(p) => Ok(Expectations::load(p)?),
+        None => {
+            let default = crate::paths::default_expectations();
+            if default.is_file() {
+                Ok(Expectations::load(&default)?)
+            } else {
+                Ok(Expectations::empty())
+            }
+        }
+    }
+}
+
+/// The static suite: `--suite`, else built with cargo; checked to be static.
+pub fn suite_binary(suite: Option<&Path>) -> Result<PathBuf> {
+    match suite {
+        Some(p) => {
+            crate::suite::check_static(p)?;
+            Ok(p.to_path_buf())
+        }
+        None => crate::suite::build(&crate::paths::workspace_root()),
+    }
+}
+
+/// Prints a matrix progress line for a guest event (result lines are not printed).
+fn progress_line(name: &str, event: Event) {
+    match event {
+        Event::Booting { attempt } => {
+            let extra = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+            eprintln!("pkeys-qemu: {name}: booting{extra}");
+        }
+        Event::Started { after_s } => eprintln!("pkeys-qemu: {name}: suite started after {after_s:.1} s"),
+        Event::Retrying { reason } => {
+            eprintln!("pkeys-qemu: {name}: failed before the suite started ({reason}); retrying once")
+        }
+        Event::Result(_) => {}
+    }
+}
+
+/// Runs the matrix and writes the report; returns the classified results.
+pub fn run(opts: &MatrixOptions) -> Result<Results> {
+    let started = Instant::now();
+    let config = Config::load(&opts.config)?;
+    let plans = select(config.guests(), &opts.only, opts.shard)?;
+    let expectations = load_expectations(opts.expectations.as_deref())?;
+    let qemu = crate::qemu::find_qemu()?;
+    let models = crate::qemu::cpu_models(&qemu)?;
+    for plan in &plans {
+        crate::qemu::check_cpu(&plan.cpu, models).with_context(|| format!("guest {}", plan.name))?;
+    }
+    if plans.is_empty() {
+        eprintln!("pkeys-qemu: this shard has no guests");
+    }
+
+    // Kernels, once each, in matrix order.
+    let mut resolver = Resolver::new(&opts.cache, opts.refresh);
+    let mut kernels: BTreeMap<String, Result<ResolvedKernel, String>> = BTreeMap::new();
+    for plan in &plans {
+        if !kernels.contains_key(&plan.kernel) {
+            let spec = format!("debian:{}", plan.kernel);
+            let k = resolver
+                .resolve_named(&plan.kernel, &config, &spec)
+                .map_err(|e| format!("{e:#}"));
+            match &k {
+                Ok(k) => eprintln!(
+                    "pkeys-qemu: kernel {}: {} {}",
+                    plan.kernel,
+                    if k.info.package.is_empty() { k.path.display().to_string() } else { k.info.package.clone() },
+                    k.info.version
+                ),
+                Err(e) => eprintln!("pkeys-qemu: kernel {}: {e}", plan.kernel),
+            }
+            kernels.insert(plan.kernel.clone(), k);
+            if crate::cleanup::interrupted() {
+                bail!("interrupted");
+            }
+        }
+    }
+
+    let suite = suite_binary(opts.suite.as_deref())?;
+    let base = crate::initramfs::base_image(&suite, &opts.cache)?;
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let env = Env {
+        qemu: &qemu,
+        base_image: &base,
+        out: &opts.out,
+    };
+
+    let total = plans.len();
+    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..total).collect());
+    let slots: Mutex<Vec<Option<GuestRun>>> = Mutex::new(vec![None; total]);
+    let finished = Mutex::new(0usize);
+    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let jobs = opts.jobs.clamp(1, total.max(1));
+    eprintln!(
+        "pkeys-qemu: running {total} guest(s), {jobs} at a time; output in {}",
+        opts.out.display()
+    );
+    let progress = progress_line;
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    if crate::cleanup::interrupted() {
+                        return;
+                    }
+                    let Some(i) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else {
+                        return;
+                    };
+                    let plan = &plans[i];
+                    let run = match &kernels[&plan.kernel] {
+                        Err(e) => Ok(error_run(
+                            plan,
+                            KernelInfo {
+                                spec: format!("debian:{}", plan.kernel),
+                                ..KernelInfo::default()
+                            },
+                            format!("kernel not available: {e}"),
+                        )),
+                        Ok(kernel) => {
+                            let spec = GuestSpec {
+                                name: plan.name.clone(),
+                                kernel: kernel.clone(),
+                                cpu: plan.cpu.clone(),
+                                append: plan.append.clone(),
+                                args: plan.args.clone(),
+                                memory: plan.memory.clone(),
+                                smp: plan.smp,
+                                timeout: Duration::from_secs(plan.timeout),
+                                boot_timeout: Duration::from_secs(plan.boot_timeout),
+                            };
+                            guest::run(&spec, &env, &progress)
+                        }
+                    };
+                    match run {
+                        Ok(run) => {
+                            let mut n = finished.lock().unwrap_or_else(|e| e.into_inner());
+                            *n += 1;
+                            eprintln!("pkeys-qemu: [{:>2}/{total}] {}", *n, guest::summary_line(&run));
+                            drop(n);
+                            slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(run);
+                        }
+                        Err(e) => {
+                            failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if crate::cleanup::interrupted() {
+        bail!("interrupted");
+    }
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    let runs: Vec<GuestRun> = slots
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut results = Results::new(runs);
+    pkeys_report::classify_all(&mut results, &expectations);
+    let written = pkeys_report::write_all(&results, &opts.out)?;
+    for run in &results.runs {
+        eprintln!("pkeys-qemu: {}", guest::summary_line(run));
+    }
+    let names: Vec<String> = written
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    eprintln!(
+        "pkeys-qemu: matrix: {total} guest(s) in {:.1} s; wrote {} to {}",
+        started.elapsed().as_secs_f64(),
+        names.join(", "),
+        opts.out.display()
+    );
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn plans() -> Vec<GuestPlan> {
+        let c = Config::parse(
+            Path::new("k.toml"),
+            "[defaults]\ncpus = [\"max\", \"EPYC-Milan\"]\n[kernels.a]\npath = \"x\"\n[kernels.b]\npath = \"y\"\n[[guest]]\nkernel = \"a\"\n[[guest]]\nkernel = \"b\"\n",
+        )
+        .unwrap();
+        c.guests()
+    }
+
+    fn names(p: &[GuestPlan]) -> Vec<&str> {
+        p.iter().map(|g| g.name.as_str()).collect()
+    }
+
+    #[rstest]
+    #[case("1/1", Some((1, 1)))]
+    #[case("2/4", Some((2, 4)))]
+    #[case("0/4", None)]
+    #[case("5/4", None)]
+    #[case("1/0", None)]
+    #[case("x", None)]
+    fn shards(#[case] s: &str, #[case] want: Option<(usize, usize)>) {
+        assert_eq!(parse_shard(s).ok(), want);
+    }
+
+    #[test]
+    fn selection() {
+        assert_eq!(names(&select(plans(), &[], None).unwrap()), ["a-max", "a-EPYC-Milan", "b-max", "b-EPYC-Milan"]);
+        assert_eq!(names(&select(plans(), &["b".into()], None).unwrap()), ["b-max", "b-EPYC-Milan"]);
+        assert_eq!(names(&select(plans(), &["*-max".into()], None).unwrap()), ["a-max", "b-max"]);
+        assert_eq!(names(&select(plans(), &[], Some((1, 2))).unwrap()), ["a-max", "b-max"]);
+        assert_eq!(names(&select(plans(), &[], Some((2, 2))).unwrap()), ["a-EPYC-Milan", "b-EPYC-Milan"]);
+        assert!(select(plans(), &[], Some((5, 5))).unwrap().is_empty());
+        let err = select(plans(), &["zz".into()], None).unwrap_err().to_string();
+        assert!(err.contains("matches no guest"), "{err}");
+    }
+}
