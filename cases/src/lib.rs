@@ -9,6 +9,9 @@
 pub mod access;
 pub mod alloc;
 pub mod compat;
+pub mod exec_only;
+pub mod kernel_access;
+pub mod keys;
 pub mod selftest;
 pub mod signals;
 pub mod support;
@@ -22,7 +25,10 @@ pub fn all() -> Vec<Case> {
     v.extend(support::cases());
     v.extend(compat::cases());
     v.extend(alloc::cases());
+    v.extend(keys::cases());
     v.extend(access::cases());
+    v.extend(kernel_access::cases());
+    v.extend(exec_only::cases());
     v.extend(signals::cases());
     v
 }

@@ -15,6 +15,9 @@ pub struct CpuPkeys {
     pub xsave_pkru_size: u32,
     /// Size of the XSAVE area for the enabled features: CPUID.(0xD,0).EBX.
     pub xsave_size: u32,
+    /// Size of the XSAVE area for every supported feature: CPUID.(0xD,0).ECX (the size of an
+    /// `NT_X86_XSTATE` regset buffer).
+    pub xsave_max_size: u32,
 }
 
 /// Read the pkeys-related CPUID leaves.
@@ -26,12 +29,12 @@ pub fn probe() -> CpuPkeys {
     } else {
         (false, false)
     };
-    let (off, size, xsave_size) = if max_leaf >= 0xd {
+    let (off, size, xsave_size, xsave_max_size) = if max_leaf >= 0xd {
         let c9 = __cpuid_count(0xd, 9);
         let c0 = __cpuid_count(0xd, 0);
-        (c9.ebx, c9.eax, c0.ebx)
+        (c9.ebx, c9.eax, c0.ebx, c0.ecx)
     } else {
-        (0, 0, 0)
+        (0, 0, 0, 0)
     };
     CpuPkeys {
         pku,
@@ -39,6 +42,7 @@ pub fn probe() -> CpuPkeys {
         xsave_pkru_offset: off,
         xsave_pkru_size: size,
         xsave_size,
+        xsave_max_size,
     }
 }
 

@@ -416,3 +416,72 @@ impl std::fmt::Display for Fault {
         }
     }
 }
+
+/// How a forked child of [`in_child`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildEnd {
+    /// Exited with this status.
+    Exited(i32),
+    /// Killed by a signal; the fields come from the child's crash report when it sent one.
+    Killed {
+        /// The signal.
+        signo: i32,
+        /// `si_code` (None if the child could not report, e.g. SIGKILL).
+        code: Option<i32>,
+        /// `si_addr`.
+        addr: Option<usize>,
+        /// `si_pkey`.
+        pkey: Option<u32>,
+    },
+}
+
+/// Run `f` in a forked child with the crash reporters installed (as LTP's `pkey01` does): an
+/// access that faults kills the child, and the parent gets the signal with `si_code`, `si_addr`
+/// and `si_pkey`. The child exits 0 when `f` returns.
+pub fn in_child(f: impl FnOnce()) -> ChildEnd {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 with a valid array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return ChildEnd::Exited(-1);
+    }
+    // SAFETY: the case process is single-threaded when it calls this.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: closing the read end in the child.
+        unsafe { libc::close(fds[0]) };
+        set_report_fd(fds[1]);
+        install_crash_handlers();
+        f();
+        crate::sys::exit_now(0);
+    }
+    // SAFETY: closing the write end in the parent.
+    unsafe { libc::close(fds[1]) };
+    let mut text = Vec::new();
+    loop {
+        let mut buf = [0u8; 256];
+        // SAFETY: read into a valid buffer.
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n as usize]);
+    }
+    let mut st = 0;
+    // SAFETY: close our fd and reap our child.
+    unsafe {
+        libc::close(fds[0]);
+        libc::waitpid(pid, &mut st, 0);
+    }
+    if libc::WIFEXITED(st) {
+        return ChildEnd::Exited(libc::WEXITSTATUS(st));
+    }
+    let text = String::from_utf8_lossy(&text);
+    let f: Vec<&str> = text.lines().next().and_then(|l| l.strip_prefix("S ")).map_or(Vec::new(), |l| l.split(' ').collect());
+    let get = |i: usize| f.get(i).copied();
+    ChildEnd::Killed {
+        signo: libc::WTERMSIG(st),
+        code: get(1).and_then(|v| v.parse().ok()),
+        addr: get(2).and_then(|v| usize::from_str_radix(v.trim_start_matches("0x"), 16).ok()),
+        pkey: get(3).and_then(|v| v.parse().ok()),
+    }
+}

@@ -21,6 +21,7 @@ pub mod mem;
 pub mod pkru;
 pub mod rawthread;
 pub mod probe;
+pub mod ptrace;
 pub mod sys;
 pub mod verdict;
 

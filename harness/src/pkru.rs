@@ -129,3 +129,23 @@ pub fn fmt(v: u32) -> String {
 pub fn shadow() -> Option<u32> {
     SHADOW.with(|s| s.get())
 }
+
+/// Put PKRU into its XSAVE init state: XSAVE the PKRU component, clear XSTATE_BV bit 9, XRSTOR
+/// (the technique of `protection_keys.c`'s `arch_force_pkey_reg_init`). PKRU reads 0 afterwards.
+/// The shadow is set to 0.
+pub fn force_init_state() {
+    let size = crate::cpu::probe().xsave_size.max(4096) as usize;
+    let mut buf = vec![0u8; size + 64];
+    let off = buf.as_ptr().align_offset(64);
+    let area = buf[off..].as_mut_ptr();
+    // SAFETY: `area` is a 64-byte aligned, zeroed buffer of at least the XSAVE size for the
+    // enabled features; XSAVE/XRSTOR with mask = PKRU (bit 9) touch only the legacy area, the
+    // header and the PKRU component. The header's reserved bytes stay zero, as XRSTOR requires.
+    unsafe {
+        std::arch::asm!("xsave64 [{0}]", in(reg) area, in("eax") 0x200u32, in("edx") 0u32, options(nostack));
+        let bv = area.add(512).cast::<u64>();
+        bv.write(bv.read() & !(1 << 9));
+        std::arch::asm!("xrstor64 [{0}]", in(reg) area, in("eax") 0x200u32, in("edx") 0u32, options(nostack));
+    }
+    SHADOW.with(|s| s.set(Some(0)));
+}

@@ -112,3 +112,45 @@ pub fn raise(sig: i32) {
     // SAFETY: tgkill on ourselves.
     unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), gettid(), sig) };
 }
+
+fn ret_len(r: isize) -> Result<usize, Errno> {
+    if r < 0 { Err(Errno::last()) } else { Ok(r as usize) }
+}
+
+/// `read(fd, buf, len)` into raw memory (the kernel checks the buffer and the rights on it).
+pub fn read_into(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> {
+    // SAFETY: the kernel validates the destination; callers pass memory of their own regions.
+    ret_len(unsafe { libc::read(fd, buf.cast(), len) })
+}
+
+/// `write(fd, buf, len)` from raw memory.
+pub fn write_from(fd: i32, buf: *const u8, len: usize) -> Result<usize, Errno> {
+    // SAFETY: the kernel validates the source buffer.
+    ret_len(unsafe { libc::write(fd, buf.cast(), len) })
+}
+
+/// `close(fd)`, ignoring errors.
+pub fn close(fd: i32) {
+    // SAFETY: closing an fd the caller owns.
+    unsafe { libc::close(fd) };
+}
+
+/// `vmsplice(fd, {buf, len}, 1, SPLICE_F_GIFT)`.
+pub fn vmsplice_gift(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> {
+    let iov = libc::iovec { iov_base: buf.cast(), iov_len: len };
+    // SAFETY: one iovec describing caller memory; the kernel validates it.
+    ret_len(unsafe { libc::vmsplice(fd, &iov, 1, libc::SPLICE_F_GIFT) })
+}
+
+/// `futex(word, FUTEX_WAIT, expected, NULL)`.
+pub fn futex_wait(word: *mut u32, expected: u32) -> Result<i32, Errno> {
+    // SAFETY: the kernel reads the word (checking access) and may sleep; no timeout pointer.
+    ret(unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, 0usize, 0usize, 0u32) })
+}
+
+/// `madvise(addr, len, advice)`.
+pub fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
+    // SAFETY: the kernel validates the range; MADV_DONTNEED on the caller's own mapping only drops
+    // page contents the caller chose to drop.
+    ret(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) } as libc::c_long).map(drop)
+}
