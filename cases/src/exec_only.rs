@@ -14,14 +14,25 @@ use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, pkru};
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("exec_only::execute_ad_region::anon", Needs::PKEYS, |c| execute_ad(c, Kind::Anon)),
-        Case::new("exec_only::execute_ad_region::memfd_refault", Needs::PKEYS, |c| execute_ad(c, Kind::Memfd)),
-        Case::new("exec_only::implicit_mprotect_exec", Needs::PKEYS, implicit_exec_only),
+        Case::new("exec_only::execute_ad_region::anon", Needs::PKEYS, |c| {
+            execute_ad(c, Kind::Anon)
+        }),
+        Case::new(
+            "exec_only::execute_ad_region::memfd_refault",
+            Needs::PKEYS,
+            |c| execute_ad(c, Kind::Memfd),
+        ),
+        Case::new(
+            "exec_only::implicit_mprotect_exec",
+            Needs::PKEYS,
+            implicit_exec_only,
+        ),
     ]
 }
 
 fn code_region(kind: Kind) -> Result<Region, Stop> {
-    let r = Region::map(kind, page_size(), libc::PROT_READ | libc::PROT_WRITE).map_err(Stop::Fail)?;
+    let r =
+        Region::map(kind, page_size(), libc::PROT_READ | libc::PROT_WRITE).map_err(Stop::Fail)?;
     r.write_ret_stub();
     Ok(r)
 }
@@ -32,13 +43,23 @@ fn code_region(kind: Kind) -> Result<Region, Stop> {
 fn execute_ad(ctx: &mut Ctx, kind: Kind) -> Outcome {
     let r = code_region(kind)?;
     let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
-    sysfail("pkey_mprotect(PROT_EXEC)", r.pkey_mprotect(libc::PROT_EXEC, key))?;
+    sysfail(
+        "pkey_mprotect(PROT_EXEC)",
+        r.pkey_mprotect(libc::PROT_EXEC, key),
+    )?;
     pkru::set_rights(key, AD);
     if kind == Kind::Memfd {
-        sysfail("madvise(MADV_DONTNEED)", pkeys_harness::sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED))?;
+        sysfail(
+            "madvise(MADV_DONTNEED)",
+            pkeys_harness::sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED),
+        )?;
     }
     let cap = fault::capture(Fix::AllowKey, || r.call());
-    check_eq!(cap.faults.len(), 0, "faults when executing a PROT_EXEC page whose key is access-disabled");
+    check_eq!(
+        cap.faults.len(),
+        0,
+        "faults when executing a PROT_EXEC page whose key is access-disabled"
+    );
     let before = pkru::read();
     let cap = fault::capture(Fix::AllowKey, || {
         std::hint::black_box(r.read(0));
@@ -56,23 +77,46 @@ fn implicit_exec_only(ctx: &mut Ctx) -> Outcome {
     let now = pkru::sync_shadow();
     let key = match smaps_pkey(r.addr())? {
         Some(k) if (1..16).contains(&k) => k,
-        k => return Err(Stop::Fail(format!("smaps ProtectionKey after mprotect(PROT_EXEC): {k:?}, expected 1..=15"))),
+        k => {
+            return Err(Stop::Fail(format!(
+                "smaps ProtectionKey after mprotect(PROT_EXEC): {k:?}, expected 1..=15"
+            )));
+        }
     };
     ctx.diag(format!("execute-only key {key}, PKRU {}", pkru::fmt(now)));
-    check_eq!(pkru::rights_of(now, key), AD, "rights of the execute-only key in PKRU");
+    check_eq!(
+        pkru::rights_of(now, key),
+        AD,
+        "rights of the execute-only key in PKRU"
+    );
     let cap = fault::capture(Fix::AllowKey, || r.call());
-    check_eq!(cap.faults.len(), 0, "faults when executing execute-only memory");
+    check_eq!(
+        cap.faults.len(),
+        0,
+        "faults when executing execute-only memory"
+    );
     let cap = fault::capture(Fix::AllowKey, || {
         std::hint::black_box(r.read(0));
     });
     expect_one_pkey_fault(ctx, &cap, key, r.at(0), now, init_pkru(ctx))?;
     sysfail("mprotect(PROT_NONE)", r.mprotect(libc::PROT_NONE))?;
-    sysfail("mprotect(PROT_READ|PROT_EXEC)", r.mprotect(libc::PROT_READ | libc::PROT_EXEC))?;
-    check_eq!(smaps_pkey(r.addr())?, Some(0), "smaps ProtectionKey after PROT_NONE then PROT_READ|PROT_EXEC");
+    sysfail(
+        "mprotect(PROT_READ|PROT_EXEC)",
+        r.mprotect(libc::PROT_READ | libc::PROT_EXEC),
+    )?;
+    check_eq!(
+        smaps_pkey(r.addr())?,
+        Some(0),
+        "smaps ProtectionKey after PROT_NONE then PROT_READ|PROT_EXEC"
+    );
     let cap = fault::capture(Fix::AllowKey, || {
         std::hint::black_box(r.read(0));
     });
-    check!(cap.faults.is_empty(), "read of the former execute-only page faulted: {:?}", cap.faults);
+    check!(
+        cap.faults.is_empty(),
+        "read of the former execute-only page faulted: {:?}",
+        cap.faults
+    );
     check_eq!(r.read(0), 0xc3, "code byte read back");
     Ok(())
 }

@@ -17,16 +17,46 @@ use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, pkru};
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    for kind in [Kind::Anon, Kind::Thp, Kind::Hugetlb, Kind::FileShared, Kind::Shm] {
-        let needs = if kind.is_hugetlb() { Needs::PKEYS.hugetlb() } else { Needs::PKEYS };
-        v.push(Case::new(format!("keys::mprotect_with_pkey_0::{}", kind.name()), needs, move |c| pkey0(c, kind)));
+    for kind in [
+        Kind::Anon,
+        Kind::Thp,
+        Kind::Hugetlb,
+        Kind::FileShared,
+        Kind::Shm,
+    ] {
+        let needs = if kind.is_hugetlb() {
+            Needs::PKEYS.hugetlb()
+        } else {
+            Needs::PKEYS
+        };
+        v.push(Case::new(
+            format!("keys::mprotect_with_pkey_0::{}", kind.name()),
+            needs,
+            move |c| pkey0(c, kind),
+        ));
     }
-    v.push(Case::new("keys::non_allocated", Needs::PKEYS, non_allocated));
+    v.push(Case::new(
+        "keys::non_allocated",
+        Needs::PKEYS,
+        non_allocated,
+    ));
     v.push(Case::new("keys::out_of_range", Needs::PKEYS, out_of_range));
-    v.push(Case::new("keys::alloc_never_returns_0", Needs::PKEYS, never_zero));
+    v.push(Case::new(
+        "keys::alloc_never_returns_0",
+        Needs::PKEYS,
+        never_zero,
+    ));
     v.push(Case::new("keys::double_free", Needs::PKEYS, double_free));
-    v.push(Case::new("keys::freed_key_reused", Needs::PKEYS, freed_key_reused));
-    v.push(Case::new("keys::exhaustion_survives_fork", Needs::PKEYS, exhaustion_survives_fork));
+    v.push(Case::new(
+        "keys::freed_key_reused",
+        Needs::PKEYS,
+        freed_key_reused,
+    ));
+    v.push(Case::new(
+        "keys::exhaustion_survives_fork",
+        Needs::PKEYS,
+        exhaustion_survives_fork,
+    ));
     v
 }
 
@@ -39,9 +69,21 @@ fn pkey0(_ctx: &mut Ctx, kind: Kind) -> Outcome {
     sysfail("pkey_mprotect(key)", r.pkey_mprotect(rw, key))?;
     check_eq!(smaps_pkey(r.addr())?, Some(key), "smaps ProtectionKey");
     check_eq!(r.pkey_mprotect(rw, 0), Ok(()), "pkey_mprotect(…, 0)");
-    check_eq!(smaps_pkey(r.addr())?, Some(0), "smaps ProtectionKey after key 0");
-    check_eq!(r.pkey_mprotect(rw, key), Ok(()), "pkey_mprotect back to key {key}");
-    check_eq!(smaps_pkey(r.addr())?, Some(key), "smaps ProtectionKey after going back");
+    check_eq!(
+        smaps_pkey(r.addr())?,
+        Some(0),
+        "smaps ProtectionKey after key 0"
+    );
+    check_eq!(
+        r.pkey_mprotect(rw, key),
+        Ok(()),
+        "pkey_mprotect back to key {key}"
+    );
+    check_eq!(
+        smaps_pkey(r.addr())?,
+        Some(key),
+        "smaps ProtectionKey after going back"
+    );
     Ok(())
 }
 
@@ -51,11 +93,27 @@ fn non_allocated(_ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
     let mine = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
     for k in (1..sys::NR_PKEYS).filter(|&k| k != mine) {
-        check_eq!(sys::pkey_free(k), Err(Errno::EINVAL), "pkey_free({k}) of an unallocated key");
-        check_eq!(sys::pkey_free(k), Err(Errno::EINVAL), "second pkey_free({k})");
-        check_eq!(r.pkey_mprotect(libc::PROT_READ, k), Err(Errno::EINVAL), "pkey_mprotect with unallocated key {k}");
+        check_eq!(
+            sys::pkey_free(k),
+            Err(Errno::EINVAL),
+            "pkey_free({k}) of an unallocated key"
+        );
+        check_eq!(
+            sys::pkey_free(k),
+            Err(Errno::EINVAL),
+            "second pkey_free({k})"
+        );
+        check_eq!(
+            r.pkey_mprotect(libc::PROT_READ, k),
+            Err(Errno::EINVAL),
+            "pkey_mprotect with unallocated key {k}"
+        );
     }
-    check_eq!(smaps_pkey(r.addr())?, Some(0), "smaps ProtectionKey after the refused calls");
+    check_eq!(
+        smaps_pkey(r.addr())?,
+        Some(0),
+        "smaps ProtectionKey after the refused calls"
+    );
     Ok(())
 }
 
@@ -63,7 +121,11 @@ fn non_allocated(_ctx: &mut Ctx) -> Outcome {
 fn out_of_range(_ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
     for k in [16, 17, sys::NR_PKEYS + 99, i32::MAX, i32::MIN, -2] {
-        check_eq!(r.pkey_mprotect(libc::PROT_READ, k), Err(Errno::EINVAL), "pkey_mprotect with key {k}");
+        check_eq!(
+            r.pkey_mprotect(libc::PROT_READ, k),
+            Err(Errno::EINVAL),
+            "pkey_mprotect with key {k}"
+        );
         check_eq!(sys::pkey_free(k), Err(Errno::EINVAL), "pkey_free({k})");
     }
     check_eq!(sys::pkey_free(-1), Err(Errno::EINVAL), "pkey_free(-1)");
@@ -82,8 +144,18 @@ fn never_zero(_ctx: &mut Ctx) -> Outcome {
     for k in keys {
         check_eq!(sys::pkey_free(k), Ok(()), "pkey_free({k})");
     }
-    for prot in [libc::PROT_READ, libc::PROT_WRITE, libc::PROT_EXEC, libc::PROT_READ | libc::PROT_WRITE, 7] {
-        check_eq!(r.pkey_mprotect(prot, 0), Ok(()), "pkey_mprotect(prot {prot:#x}, 0)");
+    for prot in [
+        libc::PROT_READ,
+        libc::PROT_WRITE,
+        libc::PROT_EXEC,
+        libc::PROT_READ | libc::PROT_WRITE,
+        7,
+    ] {
+        check_eq!(
+            r.pkey_mprotect(prot, 0),
+            Ok(()),
+            "pkey_mprotect(prot {prot:#x}, 0)"
+        );
     }
     Ok(())
 }
@@ -92,7 +164,11 @@ fn never_zero(_ctx: &mut Ctx) -> Outcome {
 fn double_free(_ctx: &mut Ctx) -> Outcome {
     let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
     check_eq!(sys::pkey_free(k), Ok(()), "first pkey_free({k})");
-    check_eq!(sys::pkey_free(k), Err(Errno::EINVAL), "second pkey_free({k})");
+    check_eq!(
+        sys::pkey_free(k),
+        Err(Errno::EINVAL),
+        "second pkey_free({k})"
+    );
     Ok(())
 }
 
@@ -102,9 +178,20 @@ fn double_free(_ctx: &mut Ctx) -> Outcome {
 fn freed_key_reused(ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
     let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
-    sysfail("pkey_mprotect", r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, k))?;
-    check_eq!(sys::pkey_free(k), Ok(()), "pkey_free({k}) while pages carry it");
-    check_eq!(smaps_pkey(r.addr())?, Some(k), "smaps ProtectionKey after pkey_free");
+    sysfail(
+        "pkey_mprotect",
+        r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, k),
+    )?;
+    check_eq!(
+        sys::pkey_free(k),
+        Ok(()),
+        "pkey_free({k}) while pages carry it"
+    );
+    check_eq!(
+        smaps_pkey(r.addr())?,
+        Some(k),
+        "smaps ProtectionKey after pkey_free"
+    );
     let again = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
     check_eq!(again, k, "key number handed out after the free");
     let before = pkru::read();
@@ -125,7 +212,9 @@ fn exhaustion_survives_fork(ctx: &mut Ctx) -> Outcome {
         check!(keys.len() <= 16, "pkey_alloc never failed");
     }
     ctx.diag(format!("parent allocated {} keys", keys.len()));
-    let last = *keys.last().ok_or_else(|| Stop::Fail("no key allocated".into()))?;
+    let last = *keys
+        .last()
+        .ok_or_else(|| Stop::Fail("no key allocated".into()))?;
     let end = fault::in_child(|| {
         let code = if sys::pkey_alloc_raw(0, 0) != Err(Errno::ENOSPC) {
             1

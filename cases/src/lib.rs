@@ -12,6 +12,9 @@ pub mod compat;
 pub mod exec_only;
 pub mod kernel_access;
 pub mod keys;
+pub mod ltp;
+pub mod ptrace;
+pub mod register;
 pub mod selftest;
 pub mod signals;
 pub mod support;
@@ -30,6 +33,9 @@ pub fn all() -> Vec<Case> {
     v.extend(kernel_access::cases());
     v.extend(exec_only::cases());
     v.extend(signals::cases());
+    v.extend(register::cases());
+    v.extend(ptrace::cases());
+    v.extend(ltp::cases());
     v
 }
 

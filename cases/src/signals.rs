@@ -30,11 +30,31 @@ const DENY_ALL: u32 = 0x5555_5555;
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("signals::handler_with_pkey0_disabled", Needs::PKEYS, handler_with_pkey0_disabled),
-        Case::new("signals::handler_cannot_access_stack", Needs::PKEYS, handler_cannot_access_stack),
-        Case::new("signals::handler_stack_on_other_pkey", Needs::PKEYS, handler_stack_on_other_pkey),
-        Case::new("signals::pkru_preserved_after_sigusr1", Needs::PKEYS, pkru_preserved_after_sigusr1),
-        Case::new("signals::sigreturn_restores_altstack_first", Needs::PKEYS, sigreturn_restores_altstack_first),
+        Case::new(
+            "signals::handler_with_pkey0_disabled",
+            Needs::PKEYS,
+            handler_with_pkey0_disabled,
+        ),
+        Case::new(
+            "signals::handler_cannot_access_stack",
+            Needs::PKEYS,
+            handler_cannot_access_stack,
+        ),
+        Case::new(
+            "signals::handler_stack_on_other_pkey",
+            Needs::PKEYS,
+            handler_stack_on_other_pkey,
+        ),
+        Case::new(
+            "signals::pkru_preserved_after_sigusr1",
+            Needs::PKEYS,
+            pkru_preserved_after_sigusr1,
+        ),
+        Case::new(
+            "signals::sigreturn_restores_altstack_first",
+            Needs::PKEYS,
+            sigreturn_restores_altstack_first,
+        ),
     ]
 }
 
@@ -53,7 +73,15 @@ fn run_thread(
 ) -> Result<Fault, Stop> {
     // SAFETY: the stack, altstack and flag memory belong to this case and outlive the thread,
     // which is waited for below (the case process ends right after in any case).
-    let tid = unsafe { rawthread::spawn(st.addr() + st.len(), thread_pkru, alt.map(|a| a as *const _), action, flag) };
+    let tid = unsafe {
+        rawthread::spawn(
+            st.addr() + st.len(),
+            thread_pkru,
+            alt.map(|a| a as *const _),
+            action,
+            flag,
+        )
+    };
     let tid = sysfail("clone", tid)?;
     let got = fault::wait_recorded(1, WAIT);
     let ended = rawthread::wait_exit(tid, WAIT);
@@ -72,7 +100,11 @@ fn handler_with_pkey0_disabled(ctx: &mut Ctx) -> Outcome {
     let st = stack()?;
     fault::install_recorder(libc::SIGSEGV, true, false);
     let f = run_thread(ctx, &st, DENY_ALL, None, Action::WriteNull, 0)?;
-    check_eq!((f.signo, f.code, f.addr), (libc::SIGSEGV, SEGV_MAPERR, 0), "(si_signo, si_code, si_addr)");
+    check_eq!(
+        (f.signo, f.code, f.addr),
+        (libc::SIGSEGV, SEGV_MAPERR, 0),
+        "(si_signo, si_code, si_addr)"
+    );
     check_pkru!(f.pkru_in_handler, init_pkru(ctx), "PKRU inside the handler");
     check_eq!(f.saved_pkru, Some(DENY_ALL), "PKRU saved in the frame");
     Ok(())
@@ -85,9 +117,17 @@ fn handler_cannot_access_stack(ctx: &mut Ctx) -> Outcome {
     let st = stack()?;
     fault::install_recorder(libc::SIGSEGV, true, false);
     let f = run_thread(ctx, &st, DENY_ALL, None, Action::TouchStack, 0)?;
-    check_eq!((f.signo, f.code, f.pkey), (libc::SIGSEGV, sys::SEGV_PKUERR, 0), "(si_signo, si_code, si_pkey)");
+    check_eq!(
+        (f.signo, f.code, f.pkey),
+        (libc::SIGSEGV, sys::SEGV_PKUERR, 0),
+        "(si_signo, si_code, si_pkey)"
+    );
     let want = st.addr() + st.len() - 8;
-    check_eq!(format!("{:#x}", f.addr), format!("{want:#x}"), "si_addr (the pushed stack slot)");
+    check_eq!(
+        format!("{:#x}", f.addr),
+        format!("{want:#x}"),
+        "si_addr (the pushed stack slot)"
+    );
     check_pkru!(f.pkru_in_handler, init_pkru(ctx), "PKRU inside the handler");
     check_eq!(f.saved_pkru, Some(DENY_ALL), "PKRU saved in the frame");
     Ok(())
@@ -100,13 +140,20 @@ fn handler_stack_on_other_pkey(ctx: &mut Ctx) -> Outcome {
     let st = stack()?;
     let alt = stack()?;
     let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
-    sysfail("pkey_mprotect(stack)", st.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key))?;
+    sysfail(
+        "pkey_mprotect(stack)",
+        st.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
+    )?;
     let ss = alt.as_stack();
     fault::install_recorder(libc::SIGSEGV, true, true);
     let tp = pkru::with_rights(DENY_ALL, key, 0);
     ctx.diag(format!("stack key {key}, thread PKRU {}", pkru::fmt(tp)));
     let f = run_thread(ctx, &st, tp, Some(&ss), Action::WriteNull, 0)?;
-    check_eq!((f.signo, f.code, f.addr), (libc::SIGSEGV, SEGV_MAPERR, 0), "(si_signo, si_code, si_addr)");
+    check_eq!(
+        (f.signo, f.code, f.addr),
+        (libc::SIGSEGV, SEGV_MAPERR, 0),
+        "(si_signo, si_code, si_addr)"
+    );
     check_pkru!(f.pkru_in_handler, init_pkru(ctx), "PKRU inside the handler");
     check_eq!(f.saved_pkru, Some(tp), "PKRU saved in the frame");
     Ok(())
@@ -131,7 +178,11 @@ fn pkru_preserved_after_sigusr1(ctx: &mut Ctx) -> Outcome {
     check_pkru!(after, v, "PKRU after the SIGUSR1 handler returned");
     check_eq!(got.len(), 1, "SIGUSR1 deliveries");
     check_eq!(got[0].signo, libc::SIGUSR1, "si_signo");
-    check_pkru!(got[0].pkru_in_handler, init_pkru(ctx), "PKRU inside the handler");
+    check_pkru!(
+        got[0].pkru_in_handler,
+        init_pkru(ctx),
+        "PKRU inside the handler"
+    );
     check_eq!(got[0].saved_pkru, Some(v), "PKRU saved in the frame");
     Ok(())
 }
@@ -144,14 +195,28 @@ fn sigreturn_restores_altstack_first(ctx: &mut Ctx) -> Outcome {
     let st = stack()?;
     let alt = stack()?;
     let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
-    sysfail("pkey_mprotect(stack)", st.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key))?;
+    sysfail(
+        "pkey_mprotect(stack)",
+        st.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
+    )?;
     let ss = alt.as_stack();
     fault::install_recorder(libc::SIGUSR2, false, true);
     let tp = pkru::with_rights(DENY_ALL, key, 0);
-    let f = run_thread(ctx, &st, tp, Some(&ss), Action::RaiseUsr2ThenMark, st.addr())?;
+    let f = run_thread(
+        ctx,
+        &st,
+        tp,
+        Some(&ss),
+        Action::RaiseUsr2ThenMark,
+        st.addr(),
+    )?;
     check_eq!(f.signo, libc::SIGUSR2, "si_signo");
     check_pkru!(f.pkru_in_handler, init_pkru(ctx), "PKRU inside the handler");
     check_eq!(f.saved_pkru, Some(tp), "PKRU saved in the frame");
-    check_eq!(st.read_u32(0), RESUMED_MARK, "mark stored by the thread after sigreturn");
+    check_eq!(
+        st.read_u32(0),
+        RESUMED_MARK,
+        "mark stored by the thread after sigreturn"
+    );
     Ok(())
 }

@@ -47,8 +47,8 @@ fn probe(ctx: &mut pkeys_harness::Ctx) -> pkeys_harness::Outcome {
             );
             check_eq!(
                 c.xsave_pkru_size,
-                4,
-                "CPUID.(0xD,9).EAX: size of the PKRU XSAVE component"
+                8,
+                "CPUID.(0xD,9).EAX: size of the PKRU XSAVE component (PKRU + 4 reserved bytes)"
             );
             check_eq!(sys::pkey_free(k), Ok(()), "pkey_free({k})");
             Ok(())

@@ -220,7 +220,15 @@ unsafe fn frame_pkru(ctx: *mut libc::c_void) -> (*mut u8, Option<u32>, u64) {
 }
 
 /// Store one signal in the next slot; false when the slots are full.
-fn record(sig: i32, code: i32, addr: usize, pkey: u32, pkru_in: u32, saved: Option<u32>, bv: u64) -> bool {
+fn record(
+    sig: i32,
+    code: i32,
+    addr: usize,
+    pkey: u32,
+    pkru_in: u32,
+    saved: Option<u32>,
+    bv: u64,
+) -> bool {
     let n = COUNT.load(Ordering::SeqCst);
     if n >= MAX_FAULTS {
         return false;
@@ -231,14 +239,19 @@ fn record(sig: i32, code: i32, addr: usize, pkey: u32, pkru_in: u32, saved: Opti
     slot.addr.store(addr, Ordering::Relaxed);
     slot.pkey.store(pkey, Ordering::Relaxed);
     slot.pkru_in.store(pkru_in, Ordering::Relaxed);
-    slot.saved.store(saved.map_or(u64::MAX, u64::from), Ordering::Relaxed);
+    slot.saved
+        .store(saved.map_or(u64::MAX, u64::from), Ordering::Relaxed);
     slot.xstate_bv.store(bv, Ordering::Relaxed);
     COUNT.store(n + 1, Ordering::SeqCst);
     true
 }
 
 extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let pkru_in = if HAS_PKRU.load(Ordering::Relaxed) { pkru::rdpkru() } else { 0 };
+    let pkru_in = if HAS_PKRU.load(Ordering::Relaxed) {
+        pkru::rdpkru()
+    } else {
+        0
+    };
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let (code, addr, pkey) = unsafe { siginfo_fields(info) };
     // SAFETY: ctx is this handler's ucontext.
@@ -271,7 +284,11 @@ extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_vo
 static EXIT_THREAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_record(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let pkru_in = if HAS_PKRU.load(Ordering::Relaxed) { pkru::rdpkru() } else { 0 };
+    let pkru_in = if HAS_PKRU.load(Ordering::Relaxed) {
+        pkru::rdpkru()
+    } else {
+        0
+    };
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let (code, addr, pkey) = unsafe { siginfo_fields(info) };
     // SAFETY: ctx is this handler's ucontext.
@@ -476,7 +493,11 @@ pub fn in_child(f: impl FnOnce()) -> ChildEnd {
         return ChildEnd::Exited(libc::WEXITSTATUS(st));
     }
     let text = String::from_utf8_lossy(&text);
-    let f: Vec<&str> = text.lines().next().and_then(|l| l.strip_prefix("S ")).map_or(Vec::new(), |l| l.split(' ').collect());
+    let f: Vec<&str> = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("S "))
+        .map_or(Vec::new(), |l| l.split(' ').collect());
     let get = |i: usize| f.get(i).copied();
     ChildEnd::Killed {
         signo: libc::WTERMSIG(st),

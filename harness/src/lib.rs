@@ -19,9 +19,9 @@ pub mod isolate;
 pub mod ktap;
 pub mod mem;
 pub mod pkru;
-pub mod rawthread;
 pub mod probe;
 pub mod ptrace;
+pub mod rawthread;
 pub mod sys;
 pub mod verdict;
 

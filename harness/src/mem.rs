@@ -359,6 +359,18 @@ impl Region {
 
     /// A `stack_t` describing this region, for `sigaltstack`.
     pub fn as_stack(&self) -> libc::stack_t {
-        libc::stack_t { ss_sp: self.ptr.cast(), ss_flags: 0, ss_size: self.len }
+        libc::stack_t {
+            ss_sp: self.ptr.cast(),
+            ss_flags: 0,
+            ss_size: self.len,
+        }
     }
+}
+
+/// Volatile read of the byte at `addr`, which must lie in a live mapping owned by the caller
+/// (e.g. a [`Region`] shared with another thread by address). A denied access faults and is
+/// handled by [`crate::fault`] or kills the forked case; an unmapped address does the same.
+pub fn read_byte_at(addr: usize) -> u8 {
+    // SAFETY: see the function doc: the worst outcome of a bad address is a reported fault.
+    unsafe { (addr as *const u8).read_volatile() }
 }

@@ -38,7 +38,11 @@ pub fn peek(pid: i32, addr: usize) -> Result<u64, Errno> {
     Errno::clear();
     // SAFETY: the address is the tracee's, checked by the kernel.
     let v = unsafe { libc::ptrace(libc::PTRACE_PEEKDATA, pid, addr, 0) };
-    if v == -1 && Errno::last_raw() != 0 { Err(Errno::last()) } else { Ok(v as u64) }
+    if v == -1 && Errno::last_raw() != 0 {
+        Err(Errno::last())
+    } else {
+        Ok(v as u64)
+    }
 }
 
 /// `PTRACE_POKEDATA`: store `value` at `addr` in the tracee.
@@ -49,17 +53,38 @@ pub fn poke(pid: i32, addr: usize, value: u64) -> Result<(), Errno> {
 
 /// `PTRACE_GETREGSET NT_X86_XSTATE` into `buf`; returns the length the kernel filled.
 pub fn get_xstate(pid: i32, buf: &mut [u8]) -> Result<usize, Errno> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: the iovec describes `buf`, which the kernel fills up to its length.
-    check(unsafe { libc::ptrace(libc::PTRACE_GETREGSET, pid, NT_X86_XSTATE as usize, &mut iov) })?;
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            pid,
+            NT_X86_XSTATE as usize,
+            &mut iov,
+        )
+    })?;
     Ok(iov.iov_len)
 }
 
 /// `PTRACE_SETREGSET NT_X86_XSTATE` from `buf`.
 pub fn set_xstate(pid: i32, buf: &mut [u8]) -> Result<(), Errno> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: the iovec describes `buf`, which the kernel only reads.
-    check(unsafe { libc::ptrace(libc::PTRACE_SETREGSET, pid, NT_X86_XSTATE as usize, &mut iov) }).map(drop)
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGSET,
+            pid,
+            NT_X86_XSTATE as usize,
+            &mut iov,
+        )
+    })
+    .map(drop)
 }
 
 /// Fork a child that runs `f` and exits with the status it returns (for tracees).

@@ -110,7 +110,11 @@ pub unsafe fn spawn(
             options(nostack),
         );
     }
-    if ret < 0 { Err(Errno::from_raw(-ret as i32)) } else { Ok(ret as i32) }
+    if ret < 0 {
+        Err(Errno::from_raw(-ret as i32))
+    } else {
+        Ok(ret as i32)
+    }
 }
 
 /// End the calling thread only (raw `exit`, for signal handlers of raw threads).

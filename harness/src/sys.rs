@@ -114,7 +114,11 @@ pub fn raise(sig: i32) {
 }
 
 fn ret_len(r: isize) -> Result<usize, Errno> {
-    if r < 0 { Err(Errno::last()) } else { Ok(r as usize) }
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r as usize)
+    }
 }
 
 /// `read(fd, buf, len)` into raw memory (the kernel checks the buffer and the rights on it).
@@ -137,7 +141,10 @@ pub fn close(fd: i32) {
 
 /// `vmsplice(fd, {buf, len}, 1, SPLICE_F_GIFT)`.
 pub fn vmsplice_gift(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> {
-    let iov = libc::iovec { iov_base: buf.cast(), iov_len: len };
+    let iov = libc::iovec {
+        iov_base: buf.cast(),
+        iov_len: len,
+    };
     // SAFETY: one iovec describing caller memory; the kernel validates it.
     ret_len(unsafe { libc::vmsplice(fd, &iov, 1, libc::SPLICE_F_GIFT) })
 }
@@ -145,7 +152,17 @@ pub fn vmsplice_gift(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> 
 /// `futex(word, FUTEX_WAIT, expected, NULL)`.
 pub fn futex_wait(word: *mut u32, expected: u32) -> Result<i32, Errno> {
     // SAFETY: the kernel reads the word (checking access) and may sleep; no timeout pointer.
-    ret(unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, 0usize, 0usize, 0u32) })
+    ret(unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word,
+            libc::FUTEX_WAIT,
+            expected,
+            0usize,
+            0usize,
+            0u32,
+        )
+    })
 }
 
 /// `madvise(addr, len, advice)`.

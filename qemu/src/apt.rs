@@ -132,7 +132,11 @@ fn usable_uri(uri: &str) -> bool {
 
 /// Picks the Debian and Debian-security URIs from parsed sources.
 fn pick_mirrors(sources: &[Source]) -> Option<Mirrors> {
-    let debian = |s: &&Source| s.suites.iter().any(|x| DEBIAN_SUITES.contains(&base_suite(x)));
+    let debian = |s: &&Source| {
+        s.suites
+            .iter()
+            .any(|x| DEBIAN_SUITES.contains(&base_suite(x)))
+    };
     let main = sources
         .iter()
         .filter(debian)
@@ -317,7 +321,7 @@ impl PrivateApt {
         if !Path::new(DEBIAN_KEYRING).is_file() {
             bail!("{DEBIAN_KEYRING} is missing: apt-get install debian-archive-keyring");
         }
-        for dir in ["lists/partial", "cache/archives/partial"] {
+        for dir in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
             std::fs::create_dir_all(root.join(dir))
                 .with_context(|| format!("cannot create {}", root.join(dir).display()))?;
         }
@@ -337,14 +341,17 @@ impl PrivateApt {
 
     /// The `sources.list` text: one `deb` line per suite.
     pub fn sources_list(&self) -> String {
-        let mut out = String::from("# written by pkeys-qemu; mirrors from the machine's apt sources\n");
+        let mut out =
+            String::from("# written by pkeys-qemu; mirrors from the machine's apt sources\n");
         for suite in &self.suites {
             let uri = if is_security(suite) {
                 &self.mirrors.security
             } else {
                 &self.mirrors.main
             };
-            out.push_str(&format!("deb [signed-by={DEBIAN_KEYRING}] {uri} {suite} main\n"));
+            out.push_str(&format!(
+                "deb [signed-by={DEBIAN_KEYRING}] {uri} {suite} main\n"
+            ));
         }
         out
     }
@@ -354,20 +361,33 @@ impl PrivateApt {
         let r = self.root.display();
         let mut opts = vec![
             format!("Dir::Etc::sourcelist={r}/sources.list"),
-            "Dir::Etc::sourceparts=-".to_owned(),
+            format!("Dir::Etc::sourceparts={r}/sources.list.d"),
             format!("Dir::State::Lists={r}/lists"),
             format!("Dir::Cache={r}/cache"),
+            // Some images (Docker's docker-clean) turn the binary caches off; without
+            // pkgcache.bin every apt-cache call re-reads all lists (~3 s instead of 0.2 s).
+            "Dir::Cache::pkgcache=pkgcache.bin".to_owned(),
+            "Dir::Cache::srcpkgcache=".to_owned(),
             "APT::Get::List-Cleanup=0".to_owned(),
             "Acquire::Check-Valid-Until=false".to_owned(),
             "Acquire::Languages=none".to_owned(),
         ];
-        for target in ["DEP-11", "DEP-11-icons", "DEP-11-icons-small", "DEP-11-icons-hidpi"] {
-            opts.push(format!("Acquire::IndexTargets::deb::{target}::DefaultEnabled=false"));
+        for target in [
+            "DEP-11",
+            "DEP-11-icons",
+            "DEP-11-icons-small",
+            "DEP-11-icons-hidpi",
+        ] {
+            opts.push(format!(
+                "Acquire::IndexTargets::deb::{target}::DefaultEnabled=false"
+            ));
         }
         if is_root() {
             opts.push("APT::Sandbox::User=root".to_owned());
         }
-        opts.into_iter().flat_map(|o| ["-o".to_owned(), o]).collect()
+        opts.into_iter()
+            .flat_map(|o| ["-o".to_owned(), o])
+            .collect()
     }
 
     fn command(&self, prog: &str) -> Command {
@@ -393,6 +413,13 @@ impl PrivateApt {
         self.root.join("updated")
     }
 
+    /// When the lists were last updated successfully.
+    pub fn updated_at(&self) -> Option<SystemTime> {
+        std::fs::metadata(self.stamp())
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     /// Whether the lists are missing, older than `max_age`, or were fetched for other suites.
     pub fn needs_update(&self, max_age: Duration) -> bool {
         let stamp = self.stamp();
@@ -404,14 +431,19 @@ impl PrivateApt {
             .ok()
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .is_some_and(|age| age < max_age);
-        let same = std::fs::read_to_string(&stamp).ok().as_deref() == Some(self.sources_list().as_str());
+        let same =
+            std::fs::read_to_string(&stamp).ok().as_deref() == Some(self.sources_list().as_str());
         !(fresh && same)
     }
 
     /// `apt-get update` on the private state. Errors carry apt's `E:` lines.
     pub fn update(&self) -> Result<()> {
         let (ok, stdout, stderr) = run_captured(self.command("apt-get").arg("update"))?;
-        if !ok || stderr.lines().any(|l| l.starts_with("E:") || l.starts_with("Err:")) {
+        if !ok
+            || stderr
+                .lines()
+                .any(|l| l.starts_with("E:") || l.starts_with("Err:"))
+        {
             bail!(
                 "apt-get update (private config {}) failed: {}",
                 self.root.display(),
@@ -427,7 +459,10 @@ impl PrivateApt {
     pub fn candidates(&self, glob: &str) -> Result<Vec<Candidate>> {
         let regex = glob_to_regex(glob);
         let (ok, stdout, stderr) =
-            run_captured(self.command("apt-cache").args(["search", "--names-only", &regex]))?;
+            run_captured(
+                self.command("apt-cache")
+                    .args(["search", "--names-only", &regex]),
+            )?;
         if !ok {
             bail!("apt-cache search {regex} failed: {}", apt_problems(&stderr));
         }
@@ -451,8 +486,12 @@ impl PrivateApt {
     /// `apt-get download name=version` into `dir`; returns the `.deb` path.
     pub fn download(&self, candidate: &Candidate, dir: &Path) -> Result<PathBuf> {
         let spec = format!("{}={}", candidate.name, candidate.version);
-        let (ok, stdout, stderr) =
-            run_captured(self.command("apt-get").arg("download").arg(&spec).current_dir(dir))?;
+        let (ok, stdout, stderr) = run_captured(
+            self.command("apt-get")
+                .arg("download")
+                .arg(&spec)
+                .current_dir(dir),
+        )?;
         if !ok {
             bail!(
                 "apt-get download {spec} failed: {}",
@@ -489,9 +528,23 @@ Types: deb\nURIs: https://other.example/node\nSuites: nodistro\n";
         );
         let one = "deb [arch=amd64 signed-by=/k.gpg] http://m.example/debian trixie main\n# deb http://x y z\ndeb-src http://s.example/debian trixie main\n";
         let s = parse_one_line(one);
-        assert_eq!(s, [Source { uris: vec!["http://m.example/debian".into()], suites: vec!["trixie".into()] }]);
-        assert_eq!(pick_mirrors(&s).unwrap().security, "http://m.example/debian-security");
-        assert!(pick_mirrors(&parse_deb822("Types: deb\nURIs: https://x/node\nSuites: nodistro\n")).is_none());
+        assert_eq!(
+            s,
+            [Source {
+                uris: vec!["http://m.example/debian".into()],
+                suites: vec!["trixie".into()]
+            }]
+        );
+        assert_eq!(
+            pick_mirrors(&s).unwrap().security,
+            "http://m.example/debian-security"
+        );
+        assert!(
+            pick_mirrors(&parse_deb822(
+                "Types: deb\nURIs: https://x/node\nSuites: nodistro\n"
+            ))
+            .is_none()
+        );
     }
 
     #[test]
@@ -503,7 +556,11 @@ Types: deb\nURIs: https://other.example/node\nSuites: nodistro\n";
             "Types: deb\nURIs: http://m.example/debian\nSuites: bookworm\nComponents: main\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join("sources.list.d/x.sources.disabled"), "Types: deb\nURIs: http://no/debian\nSuites: sid\n").unwrap();
+        std::fs::write(
+            dir.path().join("sources.list.d/x.sources.disabled"),
+            "Types: deb\nURIs: http://no/debian\nSuites: sid\n",
+        )
+        .unwrap();
         let m = machine_mirrors_in(dir.path()).unwrap();
         assert_eq!(m.main, "http://m.example/debian");
         let empty = tempfile::tempdir().unwrap();
@@ -512,9 +569,21 @@ Types: deb\nURIs: https://other.example/node\nSuites: nodistro\n";
     }
 
     #[rstest]
-    #[case("linux-image-6.12.*+deb13-cloud-amd64", "linux-image-6.12.117+deb13-cloud-amd64", true)]
-    #[case("linux-image-6.12.*+deb13-cloud-amd64", "linux-image-6.12.117+deb13-cloud-amd64-dbg", false)]
-    #[case("linux-image-6.12.*+deb13-cloud-amd64", "linux-image-6.12.95+deb12-cloud-amd64", false)]
+    #[case(
+        "linux-image-6.12.*+deb13-cloud-amd64",
+        "linux-image-6.12.117+deb13-cloud-amd64",
+        true
+    )]
+    #[case(
+        "linux-image-6.12.*+deb13-cloud-amd64",
+        "linux-image-6.12.117+deb13-cloud-amd64-dbg",
+        false
+    )]
+    #[case(
+        "linux-image-6.12.*+deb13-cloud-amd64",
+        "linux-image-6.12.95+deb12-cloud-amd64",
+        false
+    )]
     #[case("linux-binary-7.3*-cloud-amd64", "linux-binary-7.3-cloud-amd64", true)]
     #[case("a?c", "abc", true)]
     #[case("a?c", "ac", false)]
@@ -524,7 +593,10 @@ Types: deb\nURIs: https://other.example/node\nSuites: nodistro\n";
 
     #[test]
     fn regex_escapes() {
-        assert_eq!(glob_to_regex("linux-image-6.12.*+deb13"), "^linux-image-6\\.12\\..*\\+deb13$");
+        assert_eq!(
+            glob_to_regex("linux-image-6.12.*+deb13"),
+            "^linux-image-6\\.12\\..*\\+deb13$"
+        );
     }
 
     #[test]

@@ -62,7 +62,9 @@ pub fn install() -> std::io::Result<()> {
                     eprintln!("pkeys-qemu: second signal: exiting now");
                     std::process::exit(128 + sig);
                 }
-                eprintln!("pkeys-qemu: interrupted (signal {sig}): stopped {n} guest(s), cleaning up");
+                eprintln!(
+                    "pkeys-qemu: interrupted (signal {sig}): stopped {n} guest(s), cleaning up"
+                );
             }
         })?;
     Ok(())
@@ -79,7 +81,10 @@ impl Registered {
     /// When an interrupt already arrived the group is killed at once.
     pub fn new(pgid: u32) -> Registered {
         let pgid = pgid as i32;
-        GROUPS.lock().unwrap_or_else(|e| e.into_inner()).insert(pgid);
+        GROUPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pgid);
         if interrupted() {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
@@ -95,7 +100,10 @@ impl Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.kill();
-        GROUPS.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.pgid);
+        GROUPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.pgid);
     }
 }
 

@@ -229,15 +229,19 @@ impl Config {
     fn validate(&self) -> Result<()> {
         let d = &self.file.defaults;
         if d.cpus.is_empty() {
-            bail!("{}: defaults.cpus: must name at least one CPU model", self.path.display());
+            bail!(
+                "{}: defaults.cpus: must name at least one CPU model",
+                self.path.display()
+            );
         }
-        check_append(d.append.get_ref()).map_err(|e| {
-            anyhow::anyhow!("{}: defaults.append: {e}", self.at(&d.append.span()))
-        })?;
+        check_append(d.append.get_ref())
+            .map_err(|e| anyhow::anyhow!("{}: defaults.append: {e}", self.at(&d.append.span())))?;
         for (name, entry) in &self.file.kernels {
             let at = self.at(&entry.span());
             if name.is_empty() || !name.chars().all(name_char_ok) {
-                bail!("{at}: kernels.{name}: a kernel name may only hold letters, digits, `.`, `_`, `-`, `+`");
+                bail!(
+                    "{at}: kernels.{name}: a kernel name may only hold letters, digits, `.`, `_`, `-`, `+`"
+                );
             }
             self.kernel_source_of(name, entry.get_ref())?;
         }
@@ -262,7 +266,10 @@ impl Config {
             if let Some(cpus) = &guest.cpus
                 && cpus.get_ref().is_empty()
             {
-                bail!("{}: guest[{i}].cpus: must name at least one CPU model", self.at(&cpus.span()));
+                bail!(
+                    "{}: guest[{i}].cpus: must name at least one CPU model",
+                    self.at(&cpus.span())
+                );
             }
             if let Some(append) = &guest.append {
                 check_append(append.get_ref()).map_err(|e| {
@@ -291,10 +298,16 @@ impl Config {
         match (&entry.suites, &entry.package, &entry.path) {
             (Some(suites), Some(package), None) => {
                 if suites.get_ref().is_empty() {
-                    bail!("{}: kernels.{name}.suites: must name at least one suite", self.at(&suites.span()));
+                    bail!(
+                        "{}: kernels.{name}.suites: must name at least one suite",
+                        self.at(&suites.span())
+                    );
                 }
                 if package.get_ref().trim().is_empty() {
-                    bail!("{}: kernels.{name}.package: empty package pattern", self.at(&package.span()));
+                    bail!(
+                        "{}: kernels.{name}.package: empty package pattern",
+                        self.at(&package.span())
+                    );
                 }
                 Ok(KernelSource::Debian {
                     suites: suites.get_ref().clone(),
@@ -318,7 +331,12 @@ impl Config {
                 self.at(&p.span())
             ),
             (None, None, None) => {
-                let span = self.file.kernels.get(name).map(Spanned::span).unwrap_or(0..0);
+                let span = self
+                    .file
+                    .kernels
+                    .get(name)
+                    .map(Spanned::span)
+                    .unwrap_or(0..0);
                 bail!(
                     "{}: kernels.{name}: needs `suites` + `package` (a Debian package) or `path`",
                     self.at(&span)
@@ -358,7 +376,10 @@ impl Config {
     fn expand_guest(&self, guest: &GuestEntry) -> Vec<GuestPlan> {
         let d = &self.file.defaults;
         let cpus = guest.cpus.as_ref().map_or(&d.cpus, |c| c.get_ref());
-        let append = join_append(d.append.get_ref(), guest.append.as_ref().map(|a| a.get_ref().as_str()));
+        let append = join_append(
+            d.append.get_ref(),
+            guest.append.as_ref().map(|a| a.get_ref().as_str()),
+        );
         let mut args = d.args.clone();
         args.extend(guest.args.iter().flatten().cloned());
         cpus.iter()
@@ -385,7 +406,11 @@ impl Config {
 
     /// All guests of the matrix, in file order.
     pub fn guests(&self) -> Vec<GuestPlan> {
-        self.file.guests.iter().flat_map(|g| self.expand_guest(g)).collect()
+        self.file
+            .guests
+            .iter()
+            .flat_map(|g| self.expand_guest(g))
+            .collect()
     }
 }
 
@@ -434,7 +459,9 @@ pub fn check_append(append: &str) -> Result<(), String> {
             continue;
         };
         let Some(pkru) = parse_kernel_uint(value) else {
-            return Err(format!("`{word}`: init_pkru must be a 32-bit number (e.g. 0x55555550)"));
+            return Err(format!(
+                "`{word}`: init_pkru must be a 32-bit number (e.g. 0x55555550)"
+            ));
         };
         if pkru & 0x3 != 0 {
             return Err(format!(
@@ -482,7 +509,10 @@ append = "init_pkru=0x55555550"
     fn good_config_expands() {
         let c = parse(GOOD).unwrap();
         let names: Vec<_> = c.guests().into_iter().map(|g| g.name).collect();
-        assert_eq!(names, ["6.12-max", "6.12-Skylake-Server", "6.12-init_pkru-max"]);
+        assert_eq!(
+            names,
+            ["6.12-max", "6.12-Skylake-Server", "6.12-init_pkru-max"]
+        );
         let g = &c.guests()[2];
         assert_eq!(g.append, "init_pkru=0x55555550");
         assert_eq!(g.timeout, 300);
@@ -491,11 +521,19 @@ append = "init_pkru=0x55555550"
             c.kernel_source("local").unwrap(),
             KernelSource::Path(PathBuf::from("ci/bzImage"))
         );
-        assert!(c.kernel_source("nope").unwrap_err().to_string().contains("unknown kernel `nope`"));
+        assert!(
+            c.kernel_source("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown kernel `nope`")
+        );
     }
 
     #[rstest]
-    #[case::unknown_key("[defaults]\ncpu = [\"max\"]\n", "ci/kernels.toml:2:1: unknown field `cpu`")]
+    #[case::unknown_key(
+        "[defaults]\ncpu = [\"max\"]\n",
+        "ci/kernels.toml:2:1: unknown field `cpu`"
+    )]
     #[case::bad_type("[defaults]\ntimeout = \"5\"\n", "ci/kernels.toml:2:11:")]
     #[case::syntax("[kernels.x\n", "ci/kernels.toml:1:")]
     #[case::unknown_kernel(
@@ -506,8 +544,14 @@ append = "init_pkru=0x55555550"
         "[kernels.a]\npath = \"x\"\nsuites = [\"sid\"]\npackage = \"p\"\n",
         "ci/kernels.toml:2:8: kernels.a: give either `path` or `suites` + `package`"
     )]
-    #[case::neither("[kernels.a]\ndescription = \"x\"\n", "kernels.a: needs `suites` + `package`")]
-    #[case::no_package("[kernels.a]\nsuites = [\"sid\"]\n", "ci/kernels.toml:2:10: kernels.a: `suites` without `package`")]
+    #[case::neither(
+        "[kernels.a]\ndescription = \"x\"\n",
+        "kernels.a: needs `suites` + `package`"
+    )]
+    #[case::no_package(
+        "[kernels.a]\nsuites = [\"sid\"]\n",
+        "ci/kernels.toml:2:10: kernels.a: `suites` without `package`"
+    )]
     #[case::dup_name(
         "[kernels.a]\npath = \"x\"\n[[guest]]\nkernel = \"a\"\n[[guest]]\nkernel = \"a\"\n",
         "ci/kernels.toml:6:10: guest[1]: guest name `a-max` is already used by guest[0]"
@@ -538,7 +582,12 @@ append = "init_pkru=0x55555550"
     #[case("init_pkru=03", false)]
     #[case("init_pkru=banana", false)]
     fn init_pkru_key0(#[case] append: &str, #[case] ok: bool) {
-        assert_eq!(check_append(append).is_ok(), ok, "{append}: {:?}", check_append(append));
+        assert_eq!(
+            check_append(append).is_ok(),
+            ok,
+            "{append}: {:?}",
+            check_append(append)
+        );
     }
 
     #[test]
@@ -572,7 +621,10 @@ append = "init_pkru=0x55555550"
         let c = Config::load(&path).unwrap();
         assert!(c.guests().len() >= 5);
         for name in ["5.10", "6.1", "6.12", "7.2", "7.3-rc"] {
-            assert!(matches!(c.kernel_source(name).unwrap(), KernelSource::Debian { .. }), "{name}");
+            assert!(
+                matches!(c.kernel_source(name).unwrap(), KernelSource::Debian { .. }),
+                "{name}"
+            );
         }
     }
 }

@@ -60,10 +60,20 @@ impl<W: Write> Writer<W> {
         self.put(&[0u8; 3][..n])
     }
 
-    fn entry(&mut self, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) -> io::Result<()> {
+    fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        nlink: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) -> io::Result<()> {
         let name = name.trim_start_matches('/');
         if name.is_empty() || name.contains('\0') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad cpio entry name"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bad cpio entry name",
+            ));
         }
         let size = u32::try_from(data.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cpio entry over 4 GiB"))?;
@@ -235,7 +245,12 @@ mod tests {
         let mut w = Writer::new(Vec::new(), 1);
         w.file("a", 0o644, &[7u8; 100]).unwrap();
         let bytes = w.finish().unwrap();
-        assert!(read(&bytes[..150]).unwrap_err().to_string().contains("truncated"));
+        assert!(
+            read(&bytes[..150])
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
         assert!(read(b"garbage").is_err());
     }
 }

@@ -158,7 +158,11 @@ impl Tail {
         let mut lines = Vec::new();
         while let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
             let line = &self.buf[self.scanned..self.scanned + pos];
-            lines.push(String::from_utf8_lossy(line).trim_end_matches('\r').to_owned());
+            lines.push(
+                String::from_utf8_lossy(line)
+                    .trim_end_matches('\r')
+                    .to_owned(),
+            );
             self.scanned += pos + 1;
         }
         lines
@@ -254,7 +258,12 @@ fn boot_once(
             if line.starts_with("KTAP version") && first_line.is_none() {
                 let t = start.elapsed();
                 first_line = Some(t);
-                progress(&spec.name, Event::Started { after_s: t.as_secs_f64() });
+                progress(
+                    &spec.name,
+                    Event::Started {
+                        after_s: t.as_secs_f64(),
+                    },
+                );
             } else if line.starts_with("ok ") || line.starts_with("not ok ") {
                 progress(&spec.name, Event::Result(line.clone()));
             } else if line.starts_with(END_MARKER) && done_at.is_none() {
@@ -338,7 +347,12 @@ impl Attempt {
             )),
             End::Timeout | End::BootTimeout => Some(format!(
                 "guest hung before the suite started: no `KTAP version 1` within {} s",
-                if self.end == End::Timeout { spec.timeout } else { spec.boot_timeout }.as_secs()
+                if self.end == End::Timeout {
+                    spec.timeout
+                } else {
+                    spec.boot_timeout
+                }
+                .as_secs()
             )),
             End::QemuExited(status) => Some(format!(
                 "qemu exited ({status}) without the suite's end marker{qemu_said}"
@@ -352,16 +366,26 @@ impl Attempt {
 /// Runs one guest (booting it a second time after an infrastructure failure) and returns its
 /// result. Only an interruption or a failure to prepare files is an `Err`; everything the
 /// guest does is in the returned run.
-pub fn run(spec: &GuestSpec, env: &Env<'_>, progress: &(dyn Fn(&str, Event) + Sync)) -> Result<GuestRun> {
+pub fn run(
+    spec: &GuestSpec,
+    env: &Env<'_>,
+    progress: &(dyn Fn(&str, Event) + Sync),
+) -> Result<GuestRun> {
     std::fs::create_dir_all(env.out)
         .with_context(|| format!("cannot create {}", env.out.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix("pkeys-qemu-")
         .tempdir()
         .context("cannot create a temporary folder")?;
-    let initrd = crate::initramfs::write(&tmp.path().join("initrd.img"), env.base_image, &spec.args)?;
+    let initrd =
+        crate::initramfs::write(&tmp.path().join("initrd.img"), env.base_image, &spec.args)?;
     let files = Files::new(env.out, &spec.name);
-    let mut run = GuestRun::new(&spec.name, spec.kernel.info.clone(), &spec.cpu, &spec.append);
+    let mut run = GuestRun::new(
+        &spec.name,
+        spec.kernel.info.clone(),
+        &spec.cpu,
+        &spec.append,
+    );
     let mut total = Duration::ZERO;
 
     progress(&spec.name, Event::Booting { attempt: 1 });
@@ -378,7 +402,12 @@ pub fn run(spec: &GuestSpec, env: &Env<'_>, progress: &(dyn Fn(&str, Event) + Sy
         let _ = std::fs::rename(&files.console, &keep.console);
         let _ = std::fs::rename(&files.ktap, &keep.ktap);
         let _ = std::fs::rename(&files.qemu_log, &keep.qemu_log);
-        progress(&spec.name, Event::Retrying { reason: reason.clone() });
+        progress(
+            &spec.name,
+            Event::Retrying {
+                reason: reason.clone(),
+            },
+        );
         run.attempts = 2;
         run.retried = Some(reason);
         progress(&spec.name, Event::Booting { attempt: 2 });

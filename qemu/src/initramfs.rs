@@ -50,7 +50,10 @@ pub fn base_archive(suite: &[u8]) -> Result<Vec<u8>> {
 
 /// The uncompressed per-guest archive: `/pkeys/args`.
 pub fn args_archive(args: &[String]) -> Result<Vec<u8>> {
-    if let Some(bad) = args.iter().find(|a| a.contains('\n') || a.contains('\0') || a.is_empty()) {
+    if let Some(bad) = args
+        .iter()
+        .find(|a| a.contains('\n') || a.contains('\0') || a.is_empty())
+    {
         bail!("suite argument {bad:?}: empty, or holds a newline or NUL byte");
     }
     let mut text = args.join("\n");
@@ -67,7 +70,11 @@ pub fn args_archive(args: &[String]) -> Result<Vec<u8>> {
 /// atomically otherwise). Returns the image's bytes.
 pub fn base_image(suite: &Path, cache_root: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(suite).with_context(|| format!("cannot read {}", suite.display()))?;
-    let key = format!("suite-v{LAYOUT_VERSION}-{}-{:016x}.cpio.gz", bytes.len(), fnv1a(&bytes));
+    let key = format!(
+        "suite-v{LAYOUT_VERSION}-{}-{:016x}.cpio.gz",
+        bytes.len(),
+        fnv1a(&bytes)
+    );
     let path = cache_root.join("initramfs").join(key);
     if let Ok(cached) = std::fs::read(&path)
         && !cached.is_empty()
@@ -95,7 +102,9 @@ mod tests {
 
     fn gunzip_all(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .unwrap();
         out
     }
 
@@ -105,15 +114,35 @@ mod tests {
         let suite = dir.path().join("pkeys-suite");
         std::fs::write(&suite, b"\x7fELF fake suite").unwrap();
         let base = base_image(&suite, dir.path()).unwrap();
-        let cached: Vec<_> = std::fs::read_dir(dir.path().join("initramfs")).unwrap().flatten().collect();
+        let cached: Vec<_> = std::fs::read_dir(dir.path().join("initramfs"))
+            .unwrap()
+            .flatten()
+            .collect();
         assert_eq!(cached.len(), 1);
-        assert_eq!(base_image(&suite, dir.path()).unwrap(), base, "second call reads the cache");
+        assert_eq!(
+            base_image(&suite, dir.path()).unwrap(),
+            base,
+            "second call reads the cache"
+        );
 
         let out = dir.path().join("initrd.img");
         write(&out, &base, &["--exact".into(), "a::b".into()]).unwrap();
         let entries = cpio::read(&gunzip_all(&std::fs::read(&out).unwrap())).unwrap();
         let names: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["dev", "proc", "sys", "tmp", "dev/console", "dev/null", "init", "pkeys", "pkeys/args"]);
+        assert_eq!(
+            names,
+            [
+                "dev",
+                "proc",
+                "sys",
+                "tmp",
+                "dev/console",
+                "dev/null",
+                "init",
+                "pkeys",
+                "pkeys/args"
+            ]
+        );
         let init = &entries[6];
         assert_eq!(init.mode, cpio::S_IFREG | 0o755);
         assert_eq!(init.data, b"\x7fELF fake suite");

@@ -27,14 +27,20 @@ pub fn check_image(path: &Path) -> Result<()> {
     let meta = std::fs::metadata(path)
         .map_err(|e| anyhow::anyhow!("kernel image {}: {e}", path.display()))?;
     if !meta.is_file() {
-        bail!("not a kernel image: {} (not a regular file)", path.display());
+        bail!(
+            "not a kernel image: {} (not a regular file)",
+            path.display()
+        );
     }
     let mut head = [0u8; 0x206];
     let mut file = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("kernel image {}: {e}", path.display()))?;
     let n = read_up_to(&mut file, &mut head)?;
     if n < head.len() || &head[0x202..0x206] != b"HdrS" {
-        bail!("not a kernel image: {} (no x86 boot-protocol magic \"HdrS\" at offset 0x202)", path.display());
+        bail!(
+            "not a kernel image: {} (no x86 boot-protocol magic \"HdrS\" at offset 0x202)",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -57,7 +63,10 @@ pub fn image_release(path: &Path) -> Option<String> {
     let mut head = vec![0u8; 0x8000];
     let n = read_up_to(&mut file, &mut head).ok()?;
     head.truncate(n);
-    let ptr = u16::from_le_bytes([*head.get(KERNEL_VERSION_PTR)?, *head.get(KERNEL_VERSION_PTR + 1)?]);
+    let ptr = u16::from_le_bytes([
+        *head.get(KERNEL_VERSION_PTR)?,
+        *head.get(KERNEL_VERSION_PTR + 1)?,
+    ]);
     if ptr == 0 {
         return None;
     }
@@ -87,6 +96,12 @@ struct CachedResolution {
     suite: String,
     file: String,
     release: Option<String>,
+    /// The entry's package glob and suites when it was resolved (a changed entry is
+    /// resolved again).
+    #[serde(default)]
+    pattern: String,
+    #[serde(default)]
+    suites: Vec<String>,
 }
 
 /// What a `--kernel` argument names.
@@ -208,7 +223,12 @@ impl Resolver {
     }
 
     /// Resolves the `[kernels.<name>]` entry of `config`.
-    pub fn resolve_named(&mut self, name: &str, config: &Config, spec: &str) -> Result<ResolvedKernel> {
+    pub fn resolve_named(
+        &mut self,
+        name: &str,
+        config: &Config,
+        spec: &str,
+    ) -> Result<ResolvedKernel> {
         match config.kernel_source(name)? {
             KernelSource::Path(path) => {
                 let mut k = resolve_path(spec, &path)?;
@@ -224,7 +244,11 @@ impl Resolver {
     fn apt(&mut self, config: &Config) -> Result<&PrivateApt> {
         if self.apt.is_none() {
             let mirrors = apt::machine_mirrors()?;
-            self.apt = Some(PrivateApt::new(&self.cache.join("apt"), &config.all_suites(), mirrors)?);
+            self.apt = Some(PrivateApt::new(
+                &self.cache.join("apt"),
+                &config.all_suites(),
+                mirrors,
+            )?);
         }
         Ok(self.apt.as_ref().expect("set above"))
     }
@@ -267,17 +291,35 @@ impl Resolver {
         let apt = self.apt(config)?.clone();
         let _lock = apt.lock()?;
         if !self.updated && (refresh || apt.needs_update(apt::LISTS_MAX_AGE)) {
-            self.say(&format!("updating the private apt lists for {}", config.all_suites().join(", ")));
+            self.say(&format!(
+                "updating the private apt lists for {}",
+                config.all_suites().join(", ")
+            ));
             if let Err(e) = apt.update() {
                 self.update_error = Some(format!("{e:#}"));
             }
             self.updated = true;
         }
+        // The lists did not change since the last resolution of this very entry: reuse it
+        // (apt-cache takes seconds on eight suites' lists).
+        if let Some((rec, path)) = self.cached(name)
+            && rec.pattern == package
+            && rec.suites == suites
+            && let Some(updated) = apt.updated_at()
+            && std::fs::metadata(self.index_path(name))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > updated)
+        {
+            return Ok(Self::resolved(name, spec, &rec, path));
+        }
         let candidates = match apt.candidates(package) {
             Ok(c) => c,
             Err(e) => {
                 if let Some((rec, path)) = self.cached(name) {
-                    self.say(&format!("warning: {e:#}; using the cached {} {}", rec.package, rec.version));
+                    self.say(&format!(
+                        "warning: {e:#}; using the cached {} {}",
+                        rec.package, rec.version
+                    ));
                     return Ok(Self::resolved(name, spec, &rec, path));
                 }
                 return Err(e);
@@ -288,7 +330,10 @@ impl Resolver {
                 self.say(&format!(
                     "warning: no `{package}` in {} now{}; using the cached {} {}",
                     suites.join(", "),
-                    self.update_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                    self.update_error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default(),
                     rec.package,
                     rec.version
                 ));
@@ -297,7 +342,10 @@ impl Resolver {
             bail!(
                 "debian:{name}: no package matching `{package}` in suite(s) {}{}",
                 suites.join(", "),
-                self.update_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                self.update_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
             );
         };
         let file = cache_file_name(&best);
@@ -312,7 +360,10 @@ impl Resolver {
                 .and_then(|p| p.release)
                 .or_else(|| image_release(&dest))
         } else {
-            self.say(&format!("fetching {} {} ({})", best.name, best.version, best.suite));
+            self.say(&format!(
+                "fetching {} {} ({})",
+                best.name, best.version, best.suite
+            ));
             self.fetch(&apt, &best, &dest)?
         };
         let rec = CachedResolution {
@@ -321,6 +372,8 @@ impl Resolver {
             suite: best.suite.clone(),
             file,
             release,
+            pattern: package.to_owned(),
+            suites: suites.to_vec(),
         };
         let json = serde_json::to_string_pretty(&rec).expect("plain data serialises");
         crate::paths::write_atomic(&index, json.as_bytes())
@@ -331,7 +384,8 @@ impl Resolver {
     /// Downloads and extracts a package, copying its image to `dest` atomically.
     fn fetch(&self, apt: &PrivateApt, c: &Candidate, dest: &Path) -> Result<Option<String>> {
         let dir = self.kernels_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let tmp = tempfile::Builder::new()
             .prefix(".fetch-")
             .tempdir_in(&dir)
@@ -437,7 +491,10 @@ mod tests {
         let p = fake_bzimage(dir.path(), "bzImage");
         check_image(&p).unwrap();
         assert_eq!(image_release(&p).as_deref(), Some("6.99.0-test"));
-        let k = Resolver::new(dir.path(), false).quiet().resolve(p.to_str().unwrap(), None).unwrap();
+        let k = Resolver::new(dir.path(), false)
+            .quiet()
+            .resolve(p.to_str().unwrap(), None)
+            .unwrap();
         assert_eq!(k.info.version, "6.99.0-test");
         assert_eq!(k.short, "bzImage");
     }
@@ -470,15 +527,24 @@ mod tests {
     fn unknown_debian_name() {
         let cfg = Config::parse(Path::new("k.toml"), "[kernels.a]\npath = \"x\"\n").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let err = Resolver::new(dir.path(), false).quiet().resolve("debian:zz", Some(&cfg)).unwrap_err();
+        let err = Resolver::new(dir.path(), false)
+            .quiet()
+            .resolve("debian:zz", Some(&cfg))
+            .unwrap_err();
         assert!(err.to_string().contains("unknown kernel `zz`"), "{err}");
-        let err = Resolver::new(dir.path(), false).quiet().resolve("a", Some(&cfg)).unwrap_err();
+        let err = Resolver::new(dir.path(), false)
+            .quiet()
+            .resolve("a", Some(&cfg))
+            .unwrap_err();
         assert!(err.to_string().contains("did you mean debian:a"), "{err}");
     }
 
     #[rstest]
     #[case("boot/vmlinuz-5.10.0-46-cloud-amd64", Some("5.10.0-46-cloud-amd64"))]
-    #[case("usr/lib/modules/7.2.13+deb14-cloud-amd64/vmlinuz", Some("7.2.13+deb14-cloud-amd64"))]
+    #[case(
+        "usr/lib/modules/7.2.13+deb14-cloud-amd64/vmlinuz",
+        Some("7.2.13+deb14-cloud-amd64")
+    )]
     #[case("boot/config", None)]
     fn releases(#[case] p: &str, #[case] r: Option<&str>) {
         assert_eq!(release_from_path(Path::new(p)).as_deref(), r);

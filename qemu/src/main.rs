@@ -140,7 +140,11 @@ fn main() -> ExitCode {
 }
 
 fn one_line(s: &str) -> String {
-    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn load_config(path: Option<PathBuf>, required: bool) -> Result<Option<Config>> {
@@ -158,6 +162,17 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
     }
     let debian = a.kernel.starts_with("debian:");
     let cfg = load_config(a.common.config.clone(), debian)?;
+    if !debian {
+        // Bad paths are reported before anything else is looked at.
+        let path = std::path::Path::new(&a.kernel);
+        if path.exists()
+            || cfg
+                .as_ref()
+                .is_none_or(|c| !c.file.kernels.contains_key(&a.kernel))
+        {
+            pkeys_qemu::kernel::check_image(path)?;
+        }
+    }
     let qemu_bin = qemu::find_qemu()?;
     qemu::check_cpu(&a.cpu, qemu::cpu_models(&qemu_bin)?)?;
     let cache = paths::cache_root();
@@ -170,7 +185,10 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
     if name.is_empty() || name.contains('/') {
         bail!("--name {name:?}: not usable as a file name");
     }
-    let out = a.out.clone().unwrap_or_else(|| paths::workspace_root().join("out").join(&name));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| paths::workspace_root().join("out").join(&name));
     let suite = matrix::suite_binary(a.common.suite.as_deref())?;
     let base = initramfs::base_image(&suite, &cache)?;
     let spec = GuestSpec {
@@ -202,10 +220,14 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
     };
     let progress = |name: &str, event: Event| match event {
         Event::Booting { attempt } => eprintln!("pkeys-qemu: {name}: booting (attempt {attempt})"),
-        Event::Started { after_s } => eprintln!("pkeys-qemu: {name}: suite started after {after_s:.1} s"),
+        Event::Started { after_s } => {
+            eprintln!("pkeys-qemu: {name}: suite started after {after_s:.1} s")
+        }
         Event::Result(line) => eprintln!("  {line}"),
         Event::Retrying { reason } => {
-            eprintln!("pkeys-qemu: {name}: failed before the suite started ({reason}); retrying once")
+            eprintln!(
+                "pkeys-qemu: {name}: failed before the suite started ({reason}); retrying once"
+            )
         }
     };
     let run = guest::run(&spec, &env, &progress)?;
@@ -224,18 +246,28 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
     eprintln!("pkeys-qemu: {}", guest::summary_line(&results.runs[0]));
     let ok = results.exit_code() == 0 && results.runs[0].complete;
     if ok && !raw_ok {
-        eprintln!("pkeys-qemu: {name}: every failure is expected on this kernel (see {})", out.join("report.md").display());
+        eprintln!(
+            "pkeys-qemu: {name}: every failure is expected on this kernel (see {})",
+            out.join("report.md").display()
+        );
     }
     Ok(if ok { 0 } else { 1 })
 }
 
 fn cmd_matrix(a: MatrixArgs) -> Result<u8> {
-    let config = a.common.config.clone().unwrap_or_else(paths::default_config);
+    let config = a
+        .common
+        .config
+        .clone()
+        .unwrap_or_else(paths::default_config);
     let shard = a.shard.as_deref().map(matrix::parse_shard).transpose()?;
     if a.list {
         let cfg = Config::load(&config)?;
         for g in matrix::select(cfg.guests(), &a.only, shard)? {
-            println!("{}\tkernel={} cpu={} append={:?}", g.name, g.kernel, g.cpu, g.append);
+            println!(
+                "{}\tkernel={} cpu={} append={:?}",
+                g.name, g.kernel, g.cpu, g.append
+            );
         }
         return Ok(0);
     }
@@ -247,7 +279,9 @@ fn cmd_matrix(a: MatrixArgs) -> Result<u8> {
     }
     let opts = matrix::MatrixOptions {
         config,
-        out: a.out.unwrap_or_else(|| paths::workspace_root().join("out/matrix")),
+        out: a
+            .out
+            .unwrap_or_else(|| paths::workspace_root().join("out/matrix")),
         jobs,
         shard,
         only: a.only,
@@ -265,7 +299,10 @@ fn cmd_fetch(a: FetchArgs) -> Result<u8> {
     let names = if a.names.is_empty() {
         cfg.kernel_names()
     } else {
-        a.names.iter().map(|n| n.strip_prefix("debian:").unwrap_or(n).to_owned()).collect()
+        a.names
+            .iter()
+            .map(|n| n.strip_prefix("debian:").unwrap_or(n).to_owned())
+            .collect()
     };
     let mut resolver = Resolver::new(&paths::cache_root(), a.refresh);
     let mut failed = 0;
@@ -273,7 +310,11 @@ fn cmd_fetch(a: FetchArgs) -> Result<u8> {
         match resolver.resolve_named(&name, &cfg, &format!("debian:{name}")) {
             Ok(k) => println!(
                 "{name}\t{}\t{}\t{}",
-                if k.info.package.is_empty() { "-" } else { &k.info.package },
+                if k.info.package.is_empty() {
+                    "-"
+                } else {
+                    &k.info.package
+                },
                 k.info.version,
                 k.path.display()
             ),

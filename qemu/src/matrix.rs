@@ -16,9 +16,12 @@ use crate::kernel::{ResolvedKernel, Resolver};
 
 /// Parses `K/N` (1 ≤ K ≤ N).
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let parsed = s
-        .split_once('/')
-        .and_then(|(k, n)| Some((k.trim().parse::<usize>().ok()?, n.trim().parse::<usize>().ok()?)));
+    let parsed = s.split_once('/').and_then(|(k, n)| {
+        Some((
+            k.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
     match parsed {
         Some((k, n)) if n >= 1 && (1..=n).contains(&k) => Ok((k, n)),
         _ => bail!("--shard {s}: expected K/N with 1 <= K <= N (e.g. 2/4)"),
@@ -43,7 +46,11 @@ pub fn select(
         })
         .collect();
     if chosen.is_empty() {
-        bail!("--only {}: matches no guest (guests: {})", only.join(" "), all.join(", "));
+        bail!(
+            "--only {}: matches no guest (guests: {})",
+            only.join(" "),
+            all.join(", ")
+        );
     }
     if let Some((k, n)) = shard {
         chosen = chosen
@@ -119,12 +126,20 @@ pub fn suite_binary(suite: Option<&Path>) -> Result<PathBuf> {
 fn progress_line(name: &str, event: Event) {
     match event {
         Event::Booting { attempt } => {
-            let extra = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+            let extra = if attempt > 1 {
+                format!(" (attempt {attempt})")
+            } else {
+                String::new()
+            };
             eprintln!("pkeys-qemu: {name}: booting{extra}");
         }
-        Event::Started { after_s } => eprintln!("pkeys-qemu: {name}: suite started after {after_s:.1} s"),
+        Event::Started { after_s } => {
+            eprintln!("pkeys-qemu: {name}: suite started after {after_s:.1} s")
+        }
         Event::Retrying { reason } => {
-            eprintln!("pkeys-qemu: {name}: failed before the suite started ({reason}); retrying once")
+            eprintln!(
+                "pkeys-qemu: {name}: failed before the suite started ({reason}); retrying once"
+            )
         }
         Event::Result(_) => {}
     }
@@ -139,7 +154,8 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
     let qemu = crate::qemu::find_qemu()?;
     let models = crate::qemu::cpu_models(&qemu)?;
     for plan in &plans {
-        crate::qemu::check_cpu(&plan.cpu, models).with_context(|| format!("guest {}", plan.name))?;
+        crate::qemu::check_cpu(&plan.cpu, models)
+            .with_context(|| format!("guest {}", plan.name))?;
     }
     if plans.is_empty() {
         eprintln!("pkeys-qemu: this shard has no guests");
@@ -158,7 +174,11 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                 Ok(k) => eprintln!(
                     "pkeys-qemu: kernel {}: {} {}",
                     plan.kernel,
-                    if k.info.package.is_empty() { k.path.display().to_string() } else { k.info.package.clone() },
+                    if k.info.package.is_empty() {
+                        k.path.display().to_string()
+                    } else {
+                        k.info.package.clone()
+                    },
                     k.info.version
                 ),
                 Err(e) => eprintln!("pkeys-qemu: kernel {}: {e}", plan.kernel),
@@ -172,7 +192,8 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
 
     let suite = suite_binary(opts.suite.as_deref())?;
     let base = crate::initramfs::base_image(&suite, &opts.cache)?;
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let env = Env {
         qemu: &qemu,
         base_image: &base,
@@ -197,7 +218,8 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                     if crate::cleanup::interrupted() {
                         return;
                     }
-                    let Some(i) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else {
+                    let Some(i) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+                    else {
                         return;
                     };
                     let plan = &plans[i];
@@ -229,12 +251,19 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                         Ok(run) => {
                             let mut n = finished.lock().unwrap_or_else(|e| e.into_inner());
                             *n += 1;
-                            eprintln!("pkeys-qemu: [{:>2}/{total}] {}", *n, guest::summary_line(&run));
+                            eprintln!(
+                                "pkeys-qemu: [{:>2}/{total}] {}",
+                                *n,
+                                guest::summary_line(&run)
+                            );
                             drop(n);
                             slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(run);
                         }
                         Err(e) => {
-                            failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                            failure
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get_or_insert(e);
                             return;
                         }
                     }
@@ -304,13 +333,30 @@ mod tests {
 
     #[test]
     fn selection() {
-        assert_eq!(names(&select(plans(), &[], None).unwrap()), ["a-max", "a-EPYC-Milan", "b-max", "b-EPYC-Milan"]);
-        assert_eq!(names(&select(plans(), &["b".into()], None).unwrap()), ["b-max", "b-EPYC-Milan"]);
-        assert_eq!(names(&select(plans(), &["*-max".into()], None).unwrap()), ["a-max", "b-max"]);
-        assert_eq!(names(&select(plans(), &[], Some((1, 2))).unwrap()), ["a-max", "b-max"]);
-        assert_eq!(names(&select(plans(), &[], Some((2, 2))).unwrap()), ["a-EPYC-Milan", "b-EPYC-Milan"]);
+        assert_eq!(
+            names(&select(plans(), &[], None).unwrap()),
+            ["a-max", "a-EPYC-Milan", "b-max", "b-EPYC-Milan"]
+        );
+        assert_eq!(
+            names(&select(plans(), &["b".into()], None).unwrap()),
+            ["b-max", "b-EPYC-Milan"]
+        );
+        assert_eq!(
+            names(&select(plans(), &["*-max".into()], None).unwrap()),
+            ["a-max", "b-max"]
+        );
+        assert_eq!(
+            names(&select(plans(), &[], Some((1, 2))).unwrap()),
+            ["a-max", "b-max"]
+        );
+        assert_eq!(
+            names(&select(plans(), &[], Some((2, 2))).unwrap()),
+            ["a-EPYC-Milan", "b-EPYC-Milan"]
+        );
         assert!(select(plans(), &[], Some((5, 5))).unwrap().is_empty());
-        let err = select(plans(), &["zz".into()], None).unwrap_err().to_string();
+        let err = select(plans(), &["zz".into()], None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("matches no guest"), "{err}");
     }
 }

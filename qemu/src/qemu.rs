@@ -32,7 +32,9 @@ pub fn find_qemu() -> Result<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(QEMU))
         .find(|p| p.is_file())
-        .with_context(|| format!("{QEMU} not found on PATH: install it with `apt-get install qemu-system-x86`"))
+        .with_context(|| {
+            format!("{QEMU} not found on PATH: install it with `apt-get install qemu-system-x86`")
+        })
 }
 
 /// Parses `qemu-system-x86_64 -cpu help`: lines `x86 <model> <description>`.
@@ -79,9 +81,14 @@ pub fn check_cpu(cpu: &str, models: &[String]) -> Result<()> {
         .take(6)
         .collect();
     if close.is_empty() {
-        bail!("unknown CPU model `{model}` (see `{QEMU} -cpu help`; with PKU under TCG: max, Skylake-Server, Icelake-Server, EPYC-Milan)");
+        bail!(
+            "unknown CPU model `{model}` (see `{QEMU} -cpu help`; with PKU under TCG: max, Skylake-Server, Icelake-Server, EPYC-Milan)"
+        );
     }
-    bail!("unknown CPU model `{model}` (did you mean {}? see `{QEMU} -cpu help`)", close.join(", "));
+    bail!(
+        "unknown CPU model `{model}` (did you mean {}? see `{QEMU} -cpu help`)",
+        close.join(", ")
+    );
 }
 
 /// Everything one qemu invocation needs.
@@ -122,7 +129,14 @@ impl QemuArgs {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: &str| a.push(s.into());
         for s in [
-            "-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
             "-no-reboot",
         ] {
             push(s);
@@ -204,7 +218,16 @@ mod tests {
 
     #[test]
     fn cpu_help() {
-        assert_eq!(parse_cpu_help(HELP), ["486", "EPYC-Milan", "Skylake-Server", "Skylake-Server-v1", "max"]);
+        assert_eq!(
+            parse_cpu_help(HELP),
+            [
+                "486",
+                "EPYC-Milan",
+                "Skylake-Server",
+                "Skylake-Server-v1",
+                "max"
+            ]
+        );
     }
 
     #[rstest]
@@ -234,14 +257,27 @@ mod tests {
             console_log: "/out/a,b.console.log".into(),
             ktap: "/out/a.ktap".into(),
         };
-        let v: Vec<String> = a.to_args().into_iter().map(|s| s.into_string().unwrap()).collect();
+        let v: Vec<String> = a
+            .to_args()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
         let joined = v.join(" ");
         assert!(joined.starts_with("-accel tcg -nodefaults"), "{joined}");
-        assert!(joined.contains("-cpu Skylake-Server -m 512M -smp 1"), "{joined}");
-        assert!(joined.contains("-serial file:/out/a,,b.console.log -serial file:/out/a.ktap"), "{joined}");
+        assert!(
+            joined.contains("-cpu Skylake-Server -m 512M -smp 1"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("-serial file:/out/a,,b.console.log -serial file:/out/a.ktap"),
+            "{joined}"
+        );
         assert!(joined.contains("-no-reboot"));
         assert!(joined.contains("-display none -monitor none"));
-        assert_eq!(v.last().unwrap(), "console=ttyS0 panic=-1 init_pkru=0x55555550");
+        assert_eq!(
+            v.last().unwrap(),
+            "console=ttyS0 panic=-1 init_pkru=0x55555550"
+        );
         assert_eq!(v[v.len() - 2], "-append");
         let i = v.iter().position(|s| s == "-kernel").unwrap();
         assert_eq!(v[i + 1], "/k/vmlinuz");

@@ -68,10 +68,21 @@ pub fn check_static(path: &Path) -> Result<()> {
 /// path, `target/x86_64-unknown-linux-gnu/release/pkeys-suite` (or under `$CARGO_TARGET_DIR`).
 pub fn build(workspace: &Path) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("pkeys-qemu: building the static pkeys-suite (cargo build --release --target {TARGET})");
+    eprintln!(
+        "pkeys-qemu: building the static pkeys-suite (cargo build --release --target {TARGET})"
+    );
     let status = Command::new(&cargo)
         .current_dir(workspace)
-        .args(["build", "--release", "-p", "pkeys-suite", "--bin", "pkeys-suite", "--target", TARGET])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "pkeys-suite",
+            "--bin",
+            "pkeys-suite",
+            "--target",
+            TARGET,
+        ])
         .env(RUSTFLAGS_ENV, "-C target-feature=+crt-static")
         .status()
         .with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
@@ -80,7 +91,13 @@ pub fn build(workspace: &Path) -> Result<PathBuf> {
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|d| if d.is_absolute() { d } else { workspace.join(d) })
+        .map(|d| {
+            if d.is_absolute() {
+                d
+            } else {
+                workspace.join(d)
+            }
+        })
         .unwrap_or_else(|| workspace.join("target"));
     let path = target_dir.join(TARGET).join("release/pkeys-suite");
     check_static(&path)?;

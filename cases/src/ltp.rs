@@ -1,0 +1,90 @@
+//! LTP `pkey01`: a forbidden access in a forked child dies with SIGSEGV; re-tagging the region to
+//! key 0 restores access.
+//!
+//! References: pkey_mprotect(2), pkey_alloc(2). Ports `testcases/kernel/syscalls/pkeys/pkey01.c`
+//! of the Linux Test Project: {PKEY_DISABLE_ACCESS, PKEY_DISABLE_WRITE} × prot {R, W, X, RW, RWX}
+//! × {anon private, anon shared, hugetlb private, hugetlb shared, file private, file shared}.
+//! LTP accepts any SIGSEGV; here the child's fault must be SEGV_PKUERR with the key and address,
+//! and the access after re-tagging must complete.
+
+use crate::util::{mapped, sysfail};
+use pkeys_harness::fault::{self, ChildEnd};
+use pkeys_harness::mem::{Kind, Region};
+use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD, SEGV_PKUERR};
+use pkeys_harness::{Case, Ctx, Needs, Outcome, check_eq, pkru};
+
+const PROTS: [(i32, &str); 5] = [
+    (libc::PROT_READ, "r"),
+    (libc::PROT_WRITE, "w"),
+    (libc::PROT_EXEC, "x"),
+    (libc::PROT_READ | libc::PROT_WRITE, "rw"),
+    (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC, "rwx"),
+];
+
+const KINDS: [Kind; 6] = [
+    Kind::Anon,
+    Kind::AnonShared,
+    Kind::Hugetlb,
+    Kind::HugetlbShared,
+    Kind::FilePrivate,
+    Kind::FileShared,
+];
+
+/// The cases of this module.
+pub fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for (rights, rn) in [(AD, "disable_access"), (WD, "disable_write")] {
+        for (prot, pn) in PROTS {
+            for kind in KINDS {
+                let needs = if kind.is_hugetlb() {
+                    Needs::PKEYS.hugetlb()
+                } else {
+                    Needs::PKEYS
+                };
+                let id = format!("ltp_pkey01::{rn}::{pn}::{}", kind.name());
+                v.push(Case::new(id, needs, move |c| pkey01(c, rights, prot, kind)));
+            }
+        }
+    }
+    v
+}
+
+fn pkey01(ctx: &mut Ctx, rights: u32, prot: i32, kind: Kind) -> Outcome {
+    let r = mapped(Region::map(kind, kind.default_len(), prot))?;
+    let key = sysfail("pkey_alloc", pkru::alloc(0, rights))?;
+    sysfail("pkey_mprotect", r.pkey_mprotect(prot, key))?;
+    let addr = r.addr();
+    let forbidden = || {
+        if rights == AD {
+            std::hint::black_box(r.read(0));
+        } else {
+            r.write(0, b'a');
+        }
+    };
+    let end = fault::in_child(forbidden);
+    ctx.diag(format!("key {key}: forbidden access ended {end:?}"));
+    check_eq!(
+        end,
+        ChildEnd::Killed {
+            signo: libc::SIGSEGV,
+            code: Some(SEGV_PKUERR),
+            addr: Some(addr),
+            pkey: Some(key as u32)
+        },
+        "child's forbidden access"
+    );
+    sysfail("pkey_mprotect(…, 0)", r.pkey_mprotect(prot, 0))?;
+    let end = fault::in_child(|| {
+        if rights == WD && prot & libc::PROT_WRITE != 0 {
+            r.write(0, b'a');
+        } else {
+            std::hint::black_box(r.read(0));
+        }
+    });
+    check_eq!(
+        end,
+        ChildEnd::Exited(0),
+        "child's access after re-tagging to key 0"
+    );
+    Ok(())
+}
