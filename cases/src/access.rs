@@ -17,8 +17,10 @@ use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Needs, Outcome, check_eq, check_pkru, pkru};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
+    /// A load.
     Read,
+    /// A store.
     Write,
 }
 
@@ -42,10 +44,11 @@ pub fn cases() -> Vec<Case> {
             }
         }
     }
+    v.push(per_key_matrix_case());
     v
 }
 
-fn access(ctx: &mut Ctx, op: Op, rights: u32, mapped_first: bool, kind: Kind) -> Outcome {
+pub(crate) fn access(ctx: &mut Ctx, op: Op, rights: u32, mapped_first: bool, kind: Kind) -> Outcome {
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let r = mapped(Region::map(kind, kind.default_len(), rw))?;
     if mapped_first {
@@ -72,7 +75,8 @@ fn access(ctx: &mut Ctx, op: Op, rights: u32, mapped_first: bool, kind: Kind) ->
         Op::Write => r.write(off, 0x5a),
     });
     if expect_fault {
-        expect_one_pkey_fault(ctx, &cap, key, r.at(off), before, init_pkru(ctx))?;
+        let want_key = key + ctx.skew();
+        expect_one_pkey_fault(ctx, &cap, want_key, r.at(off), before, init_pkru(ctx))?;
         check_pkru!(
             cap.pkru_after,
             pkru::with_rights(before, key, 0),
@@ -88,5 +92,54 @@ fn access(ctx: &mut Ctx, op: Op, rights: u32, mapped_first: bool, kind: Kind) ->
     pkru::set_rights(key, 0);
     let want = if op == Op::Write { 0x5a } else { 0 };
     check_eq!(r.read(off), want, "byte value after the access completed");
+    Ok(())
+}
+
+/// glibc `tst-pkey`'s enforcement matrix: with every key allocated and one region per key, PKRU
+/// allowing only key `i` (read-only, then read-write) makes every read and write of every region
+/// fault exactly when the matrix says so, with the region's key in `si_pkey`.
+pub fn per_key_matrix_case() -> Case {
+    Case::new("access::per_key_matrix", Needs::PKEYS, per_key_matrix)
+}
+
+fn per_key_matrix(ctx: &mut Ctx) -> Outcome {
+    let mut keys = Vec::new();
+    while let Ok(k) = pkru::alloc(0, 0) {
+        keys.push(k);
+    }
+    let mut regions = Vec::new();
+    for &k in &keys {
+        let r = mapped(Region::rw(Kind::Anon))?;
+        sysfail("pkey_mprotect", r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, k))?;
+        regions.push((k, r));
+    }
+    let all_denied = keys.iter().fold(0u32, |p, &k| pkru::with_rights(p, k, AD));
+    let mut checked = 0;
+    for &i in &keys {
+        for (rights, mode) in [(WD, "read-only"), (0, "read-write")] {
+            let p = pkru::with_rights(all_denied, i, rights);
+            pkru::write(p);
+            for (k, r) in &regions {
+                for write in [false, true] {
+                    let cap = fault::capture(Fix::AllowKey, || {
+                        if write {
+                            r.write(1, 1)
+                        } else {
+                            std::hint::black_box(r.read(1));
+                        }
+                    });
+                    let want = usize::from(*k != i || (write && rights == WD));
+                    let what = if write { "write" } else { "read" };
+                    check_eq!(cap.faults.len(), want, "faults on {what} of key {k}'s region with only key {i} allowed {mode}");
+                    if want == 1 {
+                        check_eq!(cap.faults[0].pkey, *k as u32, "si_pkey on {what} of key {k}'s region");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    pkru::write(crate::util::init_pkru(ctx));
+    ctx.diag(format!("{} keys, {checked} accesses checked", keys.len()));
     Ok(())
 }

@@ -49,7 +49,7 @@ pub fn cases() -> Vec<Case> {
     v
 }
 
-fn pkey01(ctx: &mut Ctx, rights: u32, prot: i32, kind: Kind) -> Outcome {
+pub(crate) fn pkey01(ctx: &mut Ctx, rights: u32, prot: i32, kind: Kind) -> Outcome {
     let r = mapped(Region::map(kind, kind.default_len(), prot))?;
     let key = sysfail("pkey_alloc", pkru::alloc(0, rights))?;
     sysfail("pkey_mprotect", r.pkey_mprotect(prot, key))?;
@@ -69,7 +69,7 @@ fn pkey01(ctx: &mut Ctx, rights: u32, prot: i32, kind: Kind) -> Outcome {
             signo: libc::SIGSEGV,
             code: Some(SEGV_PKUERR),
             addr: Some(addr),
-            pkey: Some(key as u32)
+            pkey: Some((key + ctx.skew()) as u32)
         },
         "child's forbidden access"
     );

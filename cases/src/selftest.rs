@@ -26,10 +26,40 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("selftest::leaves_child_running", "FAIL"),
     ("selftest::pkru_clobbered", "FAIL"),
     ("selftest::deny_key0_touch_libc", "FAIL"),
+    ("selftest::wrong::protection_keys_read_ad", "FAIL"),
+    ("selftest::wrong::sighandler_pkey0_disabled", "FAIL"),
+    ("selftest::wrong::ltp_pkey01", "FAIL"),
+    ("selftest::wrong::glibc_double_free", "FAIL"),
 ];
+
+/// Ported cases run with a deliberately wrong expected value (one per upstream file).
+fn wrong_expectations() -> Vec<Case> {
+    use crate::access::{Op, access};
+    vec![
+        Case::new("selftest::wrong::protection_keys_read_ad", Needs::PKEYS, |c| {
+            access(c, Op::Read, AD, false, Kind::Anon)
+        }),
+        Case::new("selftest::wrong::sighandler_pkey0_disabled", Needs::PKEYS, |c| {
+            crate::signals::handler_with_pkey0_disabled(c)
+        }),
+        Case::new("selftest::wrong::ltp_pkey01", Needs::PKEYS, |c| {
+            crate::ltp::pkey01(c, AD, libc::PROT_READ, Kind::Anon)
+        }),
+        Case::new("selftest::wrong::glibc_double_free", Needs::PKEYS, crate::keys::double_free),
+    ]
+    .into_iter()
+    .map(Case::with_wrong_expectation)
+    .collect()
+}
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
+    let mut v = base();
+    v.extend(wrong_expectations());
+    v
+}
+
+fn base() -> Vec<Case> {
     vec![
         Case::new("selftest::missing_fault", Needs::NONE, missing_fault),
         Case::new("selftest::wrong_si_pkey", Needs::PKEYS, wrong_si_pkey),

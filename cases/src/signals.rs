@@ -45,11 +45,12 @@ pub fn cases() -> Vec<Case> {
             Needs::PKEYS,
             handler_stack_on_other_pkey,
         ),
-        Case::new(
-            "signals::pkru_preserved_after_sigusr1",
-            Needs::PKEYS,
-            pkru_preserved_after_sigusr1,
-        ),
+        Case::new("signals::pkru_preserved_after_sigusr1", Needs::PKEYS, |c| {
+            pkru_preserved_after_sigusr1(c, None)
+        }),
+        Case::new("signals::pkru_preserved_after_sigusr1::zero", Needs::PKEYS, |c| {
+            pkru_preserved_after_sigusr1(c, Some(0))
+        }),
         Case::new(
             "signals::sigreturn_restores_altstack_first",
             Needs::PKEYS,
@@ -96,13 +97,13 @@ fn run_thread(
 /// A thread denies every key, key 0 (its own stack) included, and writes to address 0: the
 /// SIGSEGV handler must still run (on that stack, with `init_pkru`) and see SEGV_MAPERR at 0;
 /// the frame holds the thread's PKRU. Port of `test_sigsegv_handler_with_pkey0_disabled`.
-fn handler_with_pkey0_disabled(ctx: &mut Ctx) -> Outcome {
+pub(crate) fn handler_with_pkey0_disabled(ctx: &mut Ctx) -> Outcome {
     let st = stack()?;
     fault::install_recorder(libc::SIGSEGV, true, false);
     let f = run_thread(ctx, &st, DENY_ALL, None, Action::WriteNull, 0)?;
     check_eq!(
         (f.signo, f.code, f.addr),
-        (libc::SIGSEGV, SEGV_MAPERR, 0),
+        (libc::SIGSEGV, SEGV_MAPERR + ctx.skew(), 0),
         "(si_signo, si_code, si_addr)"
     );
     check_pkru!(f.pkru_in_handler, init_pkru(ctx), "PKRU inside the handler");
@@ -161,11 +162,13 @@ fn handler_stack_on_other_pkey(ctx: &mut Ctx) -> Outcome {
 
 /// PKRU allowing keys 0, 3 and 7 only is bit-identical after a SIGUSR1 handler returns; the
 /// handler ran with `init_pkru` and the frame saved the value. Port of
-/// `test_pkru_preserved_after_sigusr1` (the 6.13 fix).
-fn pkru_preserved_after_sigusr1(ctx: &mut Ctx) -> Outcome {
-    let mut v = pkru::with_rights(DENY_ALL, 0, 0);
-    v = pkru::with_rights(v, 3, 0);
-    v = pkru::with_rights(v, 7, 0);
+/// `test_pkru_preserved_after_sigusr1` (the 6.13 fix). The `zero` variant uses PKRU 0, the value
+/// for which AMD CPUs clear XINUSE[PKRU] — the case the 6.13 fix is about.
+fn pkru_preserved_after_sigusr1(ctx: &mut Ctx, value: Option<u32>) -> Outcome {
+    let v = value.unwrap_or_else(|| {
+        let v = pkru::with_rights(DENY_ALL, 0, 0);
+        pkru::with_rights(pkru::with_rights(v, 3, 0), 7, 0)
+    });
     fault::install_recorder(libc::SIGUSR1, false, false);
     pkru::write(v);
     sys::raise(libc::SIGUSR1);

@@ -112,6 +112,9 @@ pub struct Case {
     pub timeout: Duration,
     /// The function, run in a forked child.
     pub run: CaseFn,
+    /// Fault injection: the case must use a deliberately wrong expected value (see
+    /// [`Ctx::wrong`]), to prove it can fail.
+    pub wrong: bool,
 }
 
 impl std::fmt::Debug for Case {
@@ -138,7 +141,14 @@ impl Case {
             needs,
             timeout: Self::DEFAULT_TIMEOUT,
             run: Arc::new(run),
+            wrong: false,
         }
+    }
+
+    /// Mark the case as a fault injection with a deliberately wrong expectation.
+    pub fn with_wrong_expectation(mut self) -> Case {
+        self.wrong = true;
+        self
     }
 
     /// Change the time limit.
@@ -159,6 +169,9 @@ pub struct Ctx {
     pub iteration: u32,
     /// Capabilities probed by the parent.
     pub caps: Caps,
+    /// Fault injection only: cases that support it expect a deliberately wrong value (their
+    /// doc says which), so the run must report FAIL.
+    pub wrong: bool,
 }
 
 impl Ctx {
@@ -170,7 +183,13 @@ impl Ctx {
             seed,
             iteration: 0,
             caps,
+            wrong: false,
         }
+    }
+
+    /// 1 when [`Ctx::wrong`] is set, else 0: added to an expected value to make it wrong.
+    pub fn skew(&self) -> i32 {
+        i32::from(self.wrong)
     }
 
     /// Print a diagnostic line (sent to the parent at once, so a crash keeps it).

@@ -75,6 +75,7 @@ fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
         seed: opts.seed,
         iteration: opts.iteration,
         caps: caps.clone(),
+        wrong: case.wrong,
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&mut ctx)));
     let line = match result {

@@ -173,11 +173,17 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
             pkeys_qemu::kernel::check_image(path)?;
         }
     }
+    if let (Some(name), Some(cfg)) = (a.kernel.strip_prefix("debian:"), &cfg) {
+        cfg.kernel_source(name)?;
+    }
+    let expectations = matrix::load_expectations(a.common.expectations.as_deref())?;
+    if let Some(suite) = &a.common.suite {
+        pkeys_qemu::suite::check_static(suite)?;
+    }
     let qemu_bin = qemu::find_qemu()?;
     qemu::check_cpu(&a.cpu, qemu::cpu_models(&qemu_bin)?)?;
     let cache = paths::cache_root();
     let kernel = Resolver::new(&cache, a.common.refresh).resolve(&a.kernel, cfg.as_ref())?;
-    let expectations = matrix::load_expectations(a.common.expectations.as_deref())?;
     let name = a
         .name
         .clone()

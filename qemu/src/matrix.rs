@@ -151,6 +151,9 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
     let config = Config::load(&opts.config)?;
     let plans = select(config.guests(), &opts.only, opts.shard)?;
     let expectations = load_expectations(opts.expectations.as_deref())?;
+    if let Some(suite) = &opts.suite {
+        crate::suite::check_static(suite)?;
+    }
     let qemu = crate::qemu::find_qemu()?;
     let models = crate::qemu::cpu_models(&qemu)?;
     for plan in &plans {

@@ -9,15 +9,8 @@ use pkeys_qemu::kernel::ResolvedKernel;
 use pkeys_report::{KernelInfo, RunStatus, Verdict};
 use rstest::rstest;
 
-/// Copies the fake qemu into `dir` (executable) and returns its path.
-pub fn fake_qemu(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-qemu.sh");
-    let dst = dir.join("fake-qemu");
-    std::fs::copy(&src, &dst).unwrap();
-    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dst
-}
+mod common;
+use common::fake_qemu;
 
 fn spec(scenario: &str, timeout: u64, boot_timeout: u64) -> GuestSpec {
     GuestSpec {
@@ -105,7 +98,7 @@ fn assert_fake_qemu_gone(out: &Path) {
 )]
 #[case::oops(
     "oops_continue",
-    "kernel crashed: BUG: kernel NULL pointer dereference",
+    "kernel crashed: BUG: kernel NULL pointer dereference, address: 0000000000000008",
     1,
     true
 )]

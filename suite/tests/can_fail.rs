@@ -57,7 +57,7 @@ fn fault_injection_cases_get_the_right_verdicts() {
         let (verdict, reason) = got
             .get(*id)
             .unwrap_or_else(|| panic!("{id} missing from:\n{text}"));
-        if !pkeys && needs_pkeys.contains(id) {
+        if !pkeys && needs_pkeys.iter().any(|n| n == id) {
             assert_eq!(
                 (verdict.as_str(), reason.as_str()),
                 ("SKIP", "CPU lacks PKU"),
