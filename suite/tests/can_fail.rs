@@ -48,16 +48,21 @@ fn fault_injection_cases_get_the_right_verdicts() {
     );
     let got = ktap_verdicts(&text);
     let pkeys = !text.contains("pkeys=no");
-    let needs_pkeys = [
-        "selftest::wrong_si_pkey",
-        "selftest::pkru_clobbered",
-        "selftest::deny_key0_touch_libc",
-    ];
+    let needs_pkeys: Vec<String> = pkeys_cases::selftests()
+        .into_iter()
+        .filter(|c| c.needs.pkeys)
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        got.len(),
+        pkeys_cases::selftest::EXPECTED.len(),
+        "every fault injection has an expected verdict"
+    );
     for (id, want) in pkeys_cases::selftest::EXPECTED {
         let (verdict, reason) = got
             .get(*id)
             .unwrap_or_else(|| panic!("{id} missing from:\n{text}"));
-        if !pkeys && needs_pkeys.iter().any(|n| n == id) {
+        if !pkeys && needs_pkeys.iter().any(|n| n == *id) {
             assert_eq!(
                 (verdict.as_str(), reason.as_str()),
                 ("SKIP", "CPU lacks PKU"),
