@@ -48,13 +48,19 @@ pub fn cases() -> Vec<Case> {
     v
 }
 
-pub(crate) fn access(ctx: &mut Ctx, op: Op, rights: u32, mapped_first: bool, kind: Kind) -> Outcome {
+pub(crate) fn access(
+    ctx: &mut Ctx,
+    op: Op,
+    rights: u32,
+    mapped_first: bool,
+    kind: Kind,
+) -> Outcome {
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let r = mapped(Region::map(kind, kind.default_len(), rw))?;
     if mapped_first {
         r.populate();
     }
-    let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let key = crate::util::alloc_random_key(ctx, 0, 1)?;
     sysfail("pkey_mprotect", r.pkey_mprotect(rw, key))?;
     if let Some(k) = crate::util::smaps_pkey(r.addr())? {
         check_eq!(k, key, "smaps ProtectionKey after pkey_mprotect");
@@ -110,7 +116,10 @@ fn per_key_matrix(ctx: &mut Ctx) -> Outcome {
     let mut regions = Vec::new();
     for &k in &keys {
         let r = mapped(Region::rw(Kind::Anon))?;
-        sysfail("pkey_mprotect", r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, k))?;
+        sysfail(
+            "pkey_mprotect",
+            r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, k),
+        )?;
         regions.push((k, r));
     }
     let all_denied = keys.iter().fold(0u32, |p, &k| pkru::with_rights(p, k, AD));
@@ -130,9 +139,17 @@ fn per_key_matrix(ctx: &mut Ctx) -> Outcome {
                     });
                     let want = usize::from(*k != i || (write && rights == WD));
                     let what = if write { "write" } else { "read" };
-                    check_eq!(cap.faults.len(), want, "faults on {what} of key {k}'s region with only key {i} allowed {mode}");
+                    check_eq!(
+                        cap.faults.len(),
+                        want,
+                        "faults on {what} of key {k}'s region with only key {i} allowed {mode}"
+                    );
                     if want == 1 {
-                        check_eq!(cap.faults[0].pkey, *k as u32, "si_pkey on {what} of key {k}'s region");
+                        check_eq!(
+                            cap.faults[0].pkey,
+                            *k as u32,
+                            "si_pkey on {what} of key {k}'s region"
+                        );
                     }
                     checked += 1;
                 }

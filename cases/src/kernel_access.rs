@@ -56,9 +56,9 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// A region carrying a fresh key with `rights`, every page present.
-pub(crate) fn protected(kind: Kind, rights: u32) -> Result<(Region, i32), Stop> {
+pub(crate) fn protected(ctx: &mut Ctx, kind: Kind, rights: u32) -> Result<(Region, i32), Stop> {
     let r = mapped(Region::rw(kind))?;
-    let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let key = crate::util::alloc_random_key(ctx, 0, 2)?;
     sysfail(
         "pkey_mprotect",
         r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
@@ -78,7 +78,7 @@ fn pipe_with(n: usize) -> Result<(i32, i32), Stop> {
 /// `read(pipe, buf, n)` into a buffer whose key denies the write: -1/EFAULT, no signal, the
 /// buffer unchanged.
 fn read_into(ctx: &mut Ctx, kind: Kind, rights: u32, n: usize) -> Outcome {
-    let (r, key) = protected(kind, rights)?;
+    let (r, key) = protected(ctx, kind, rights)?;
     let (rd, wr) = pipe_with(n)?;
     let mut ret = Ok(0);
     let cap = fault::capture(Fix::AllowKey, || ret = sys::read_into(rd, r.ptr(0), n));
@@ -105,7 +105,7 @@ fn read_into(ctx: &mut Ctx, kind: Kind, rights: u32, n: usize) -> Outcome {
 /// `vmsplice(pipe, {buf, page}, SPLICE_F_GIFT)` from an access-disabled buffer: -1/EFAULT, no
 /// signal.
 fn vmsplice_from(ctx: &mut Ctx, kind: Kind) -> Outcome {
-    let (r, key) = protected(kind, AD)?;
+    let (r, key) = protected(ctx, kind, AD)?;
     let (rd, wr) = nix::unistd::pipe().map_err(|e| Stop::Fail(format!("pipe: {e}")))?;
     use std::os::fd::AsRawFd;
     let mut ret = Ok(0);
@@ -134,7 +134,7 @@ fn vmsplice_from(ctx: &mut Ctx, kind: Kind) -> Outcome {
 /// refuses a read-only pin ("a RO anonymous page will never change") and fails with EFAULT —
 /// measured on 6.12 and consistent with `get_futex_key()`.
 fn futex_on_wd(ctx: &mut Ctx, kind: Kind) -> Outcome {
-    let (r, key) = protected(kind, 0)?;
+    let (r, key) = protected(ctx, kind, 0)?;
     r.write(0, 7);
     pkru::set_rights(key, WD);
     let mut ret = Ok(0);

@@ -164,12 +164,12 @@ fn never_zero(_ctx: &mut Ctx) -> Outcome {
 pub(crate) fn double_free(ctx: &mut Ctx) -> Outcome {
     let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
     check_eq!(sys::pkey_free(k), Ok(()), "first pkey_free({k})");
-    let want = if ctx.wrong { Errno::ENOENT } else { Errno::EINVAL };
-    check_eq!(
-        sys::pkey_free(k),
-        Err(want),
-        "second pkey_free({k})"
-    );
+    let want = if ctx.wrong {
+        Errno::ENOENT
+    } else {
+        Errno::EINVAL
+    };
+    check_eq!(sys::pkey_free(k), Err(want), "second pkey_free({k})");
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use crate::util::{mapped, sysfail};
 use pkeys_harness::fault::{self, ChildEnd};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD, SEGV_PKUERR};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, check_eq, pkru};
+use pkeys_harness::{Case, Ctx, Needs, Outcome, check_eq};
 
 const PROTS: [(i32, &str); 5] = [
     (libc::PROT_READ, "r"),
@@ -51,7 +51,7 @@ pub fn cases() -> Vec<Case> {
 
 pub(crate) fn pkey01(ctx: &mut Ctx, rights: u32, prot: i32, kind: Kind) -> Outcome {
     let r = mapped(Region::map(kind, kind.default_len(), prot))?;
-    let key = sysfail("pkey_alloc", pkru::alloc(0, rights))?;
+    let key = crate::util::alloc_random_key(ctx, rights, 3)?;
     sysfail("pkey_mprotect", r.pkey_mprotect(prot, key))?;
     let addr = r.addr();
     let forbidden = || {

@@ -36,16 +36,24 @@ pub const EXPECTED: &[(&str, &str)] = &[
 fn wrong_expectations() -> Vec<Case> {
     use crate::access::{Op, access};
     vec![
-        Case::new("selftest::wrong::protection_keys_read_ad", Needs::PKEYS, |c| {
-            access(c, Op::Read, AD, false, Kind::Anon)
-        }),
-        Case::new("selftest::wrong::sighandler_pkey0_disabled", Needs::PKEYS, |c| {
-            crate::signals::handler_with_pkey0_disabled(c)
-        }),
+        Case::new(
+            "selftest::wrong::protection_keys_read_ad",
+            Needs::PKEYS,
+            |c| access(c, Op::Read, AD, false, Kind::Anon),
+        ),
+        Case::new(
+            "selftest::wrong::sighandler_pkey0_disabled",
+            Needs::PKEYS,
+            |c| crate::signals::handler_with_pkey0_disabled(c),
+        ),
         Case::new("selftest::wrong::ltp_pkey01", Needs::PKEYS, |c| {
             crate::ltp::pkey01(c, AD, libc::PROT_READ, Kind::Anon)
         }),
-        Case::new("selftest::wrong::glibc_double_free", Needs::PKEYS, crate::keys::double_free),
+        Case::new(
+            "selftest::wrong::glibc_double_free",
+            Needs::PKEYS,
+            crate::keys::double_free,
+        ),
     ]
     .into_iter()
     .map(Case::with_wrong_expectation)

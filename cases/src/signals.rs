@@ -48,9 +48,11 @@ pub fn cases() -> Vec<Case> {
         Case::new("signals::pkru_preserved_after_sigusr1", Needs::PKEYS, |c| {
             pkru_preserved_after_sigusr1(c, None)
         }),
-        Case::new("signals::pkru_preserved_after_sigusr1::zero", Needs::PKEYS, |c| {
-            pkru_preserved_after_sigusr1(c, Some(0))
-        }),
+        Case::new(
+            "signals::pkru_preserved_after_sigusr1::zero",
+            Needs::PKEYS,
+            |c| pkru_preserved_after_sigusr1(c, Some(0)),
+        ),
         Case::new(
             "signals::sigreturn_restores_altstack_first",
             Needs::PKEYS,

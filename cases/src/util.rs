@@ -112,3 +112,61 @@ pub fn maps_perms(addr: usize) -> Result<String, Stop> {
     }
     Err(Stop::Fail(format!("no mapping contains {addr:#x}")))
 }
+
+/// A small deterministic generator (xorshift64*) for the seeded random choices.
+#[derive(Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from the run's seed, the iteration and a per-use salt.
+    pub fn new(ctx: &Ctx, salt: u64) -> Rng {
+        let id = ctx.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        Rng((ctx.seed
+            ^ id
+            ^ (u64::from(ctx.iteration) << 32)
+            ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            | 1)
+    }
+
+    /// The next value below `n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Allocate a key with `rights` the way the C selftest's `alloc_random_pkey()` does: first churn
+/// the allocator (allocate a seeded-random number of keys, free a random subset), take the next
+/// key, then free the rest. Which key a case gets thus depends on `--seed` and `--iterations`; the
+/// choice is printed so a failing run can be reproduced.
+pub fn alloc_random_key(ctx: &mut Ctx, rights: u32, salt: u64) -> Result<i32, Stop> {
+    let mut rng = Rng::new(ctx, salt);
+    let mut extra = Vec::new();
+    for _ in 0..rng.below(8) {
+        extra.push(sysfail(
+            "pkey_alloc (churn)",
+            pkeys_harness::pkru::alloc(0, rng.below(4) as u32),
+        )?);
+    }
+    let mut kept = Vec::new();
+    for k in extra {
+        if rng.below(2) == 0 {
+            sysfail("pkey_free (churn)", pkeys_harness::sys::pkey_free(k))?;
+        } else {
+            kept.push(k);
+        }
+    }
+    let key = sysfail("pkey_alloc", pkeys_harness::pkru::alloc(0, rights))?;
+    for k in &kept {
+        sysfail("pkey_free (churn)", pkeys_harness::sys::pkey_free(*k))?;
+    }
+    ctx.diag(format!(
+        "seed {} iteration {}: key churn kept {kept:?}, got key {key}",
+        ctx.seed, ctx.iteration
+    ));
+    Ok(key)
+}

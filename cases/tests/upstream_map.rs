@@ -10,14 +10,18 @@ fn ids() -> Vec<String> {
 
 fn resolves(pattern: &str, ids: &[String]) -> usize {
     match pattern.strip_suffix("::*") {
-        Some(prefix) => ids.iter().filter(|id| id.starts_with(&format!("{prefix}::"))).count(),
+        Some(prefix) => ids
+            .iter()
+            .filter(|id| id.starts_with(&format!("{prefix}::")))
+            .count(),
         None => ids.iter().filter(|id| *id == pattern).count(),
     }
 }
 
 #[test]
 fn every_mapped_id_exists() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/upstream.toml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/upstream.toml")).unwrap();
     let map: Map = toml::from_str(&text).unwrap();
     let ids = ids();
     let mut missing = Vec::new();
@@ -31,12 +35,17 @@ fn every_mapped_id_exists() {
             }
         }
     }
-    assert!(missing.is_empty(), "ids not in the suite:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "ids not in the suite:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
 fn every_upstream_function_is_mapped() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/upstream.toml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/upstream.toml")).unwrap();
     let map: Map = toml::from_str(&text).unwrap();
     let pk = &map["tools/testing/selftests/mm/protection_keys.c"];
     assert_eq!(pk.len(), 22, "protection_keys.c has 22 test functions");
@@ -58,6 +67,9 @@ fn case_ids_are_unique_and_well_formed() {
     let mut seen = std::collections::BTreeSet::new();
     for id in &ids {
         assert!(seen.insert(id), "duplicate case id {id}");
-        assert!(id.split("::").count() >= 2 && id.split("::").all(|p| !p.is_empty()), "bad id {id}");
+        assert!(
+            id.split("::").count() >= 2 && id.split("::").all(|p| !p.is_empty()),
+            "bad id {id}"
+        );
     }
 }

@@ -163,6 +163,8 @@ impl Case {
 pub struct Ctx {
     pub(crate) fd: i32,
     pub(crate) local: Vec<String>,
+    /// The running case's id.
+    pub id: String,
     /// Seed for cases that choose at random (printed by the suite, set by `--seed`).
     pub seed: u64,
     /// Iteration number (0-based) under `--iterations`.
@@ -178,6 +180,7 @@ impl Ctx {
     /// A context that keeps diagnostics in memory (for running a case function in-process).
     pub fn in_memory(caps: Caps, seed: u64) -> Ctx {
         Ctx {
+            id: String::new(),
             fd: -1,
             local: Vec::new(),
             seed,

@@ -76,6 +76,7 @@ fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
         iteration: opts.iteration,
         caps: caps.clone(),
         wrong: case.wrong,
+        id: case.id.clone(),
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&mut ctx)));
     let line = match result {

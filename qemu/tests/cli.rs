@@ -24,7 +24,11 @@ impl Fixture {
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
         std::fs::create_dir(dir.path().join("empty-path")).unwrap();
         std::fs::write(dir.path().join("not-a-kernel"), vec![b'x'; 4096]).unwrap();
-        std::fs::write(dir.path().join("bad.toml"), "[defaults]\ntimeout = 5\ncpu = [\"max\"]\n").unwrap();
+        std::fs::write(
+            dir.path().join("bad.toml"),
+            "[defaults]\ntimeout = 5\ncpu = [\"max\"]\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("bad-expect.toml"), "this is = = not toml\n").unwrap();
         Fixture { dir }
     }
@@ -53,7 +57,10 @@ impl Fixture {
             cmd.env("PATH", self.p("empty-path"));
         }
         let out = cmd.output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 
@@ -86,7 +93,11 @@ fn bad_input(#[case] args: &[&str], #[case] fake: bool, #[case] expected: &str) 
     let expected = expected.replace('@', &format!("{}/", f.dir.path().display()));
     assert_eq!(code, 2, "exit status; stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(&expected), "stderr `{}` lacks `{expected}`", stderr.trim());
+    assert!(
+        stderr.contains(&expected),
+        "stderr `{}` lacks `{expected}`",
+        stderr.trim()
+    );
 }
 
 #[test]
@@ -94,29 +105,80 @@ fn fake_guest_end_to_end() {
     let f = Fixture::new();
     let out = f.p("out");
     let (code, stderr) = f.run(
-        &["run", "--kernel", "@bzImage", "--suite", "@pkeys-suite", "--append", "fake=done", "--out", &out, "--expectations", "/dev/null"],
+        &[
+            "run",
+            "--kernel",
+            "@bzImage",
+            "--suite",
+            "@pkeys-suite",
+            "--append",
+            "fake=done",
+            "--out",
+            &out,
+            "--expectations",
+            "/dev/null",
+        ],
         true,
     );
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("  ok 1 a::one"), "result lines are streamed: {stderr}");
-    assert!(stderr.contains("bzImage-max: PASS: pass=2 | boot→first line"), "{stderr}");
-    for file in ["bzImage-max.ktap", "bzImage-max.console.log", "results.json", "report.md", "junit.xml"] {
+    assert!(
+        stderr.contains("  ok 1 a::one"),
+        "result lines are streamed: {stderr}"
+    );
+    assert!(
+        stderr.contains("bzImage-max: PASS: pass=2 | boot→first line"),
+        "{stderr}"
+    );
+    for file in [
+        "bzImage-max.ktap",
+        "bzImage-max.console.log",
+        "results.json",
+        "report.md",
+        "junit.xml",
+    ] {
         assert!(Path::new(&out).join(file).is_file(), "{file} missing");
     }
     let results = pkeys_report::Results::load(Path::new(&out).join("results.json")).unwrap();
     assert_eq!(results.runs[0].cases.len(), 2);
 
     let (code, stderr) = f.run(
-        &["run", "--kernel", "@bzImage", "--suite", "@pkeys-suite", "--append", "fake=fail", "--out", &out, "--expectations", "/dev/null"],
+        &[
+            "run",
+            "--kernel",
+            "@bzImage",
+            "--suite",
+            "@pkeys-suite",
+            "--append",
+            "fake=fail",
+            "--out",
+            &out,
+            "--expectations",
+            "/dev/null",
+        ],
         true,
     );
     assert_eq!(code, 1, "a FAIL exits 1: {stderr}");
     let (code, stderr) = f.run(
-        &["run", "--kernel", "@bzImage", "--suite", "@pkeys-suite", "--append", "fake=panic_mid", "--out", &out, "--expectations", "/dev/null"],
+        &[
+            "run",
+            "--kernel",
+            "@bzImage",
+            "--suite",
+            "@pkeys-suite",
+            "--append",
+            "fake=panic_mid",
+            "--out",
+            &out,
+            "--expectations",
+            "/dev/null",
+        ],
         true,
     );
     assert_eq!(code, 1, "a panic exits 1: {stderr}");
-    assert!(stderr.contains("ERROR (kernel crashed: Kernel panic"), "{stderr}");
+    assert!(
+        stderr.contains("ERROR (kernel crashed: Kernel panic"),
+        "{stderr}"
+    );
     assert!(stderr.contains("last console lines"), "{stderr}");
 }
 
@@ -126,8 +188,21 @@ fn fake_guest_end_to_end() {
 fn signal_stops_guests_and_cleans_up(#[case] sig: nix::sys::signal::Signal, #[case] want: i32) {
     let f = Fixture::new();
     let mut child = runner()
-        .args(["run", "--kernel", &f.p("bzImage"), "--suite", &f.p("pkeys-suite")])
-        .args(["--append", "fake=hang_after", "--out", &f.p("out"), "--timeout", "60"])
+        .args([
+            "run",
+            "--kernel",
+            &f.p("bzImage"),
+            "--suite",
+            &f.p("pkeys-suite"),
+        ])
+        .args([
+            "--append",
+            "fake=hang_after",
+            "--out",
+            &f.p("out"),
+            "--timeout",
+            "60",
+        ])
         .args(["--expectations", "/dev/null"])
         .env("PKEYS_CACHE", f.p("cache"))
         .env("TMPDIR", f.p("tmp"))
@@ -139,7 +214,10 @@ fn signal_stops_guests_and_cleans_up(#[case] sig: nix::sys::signal::Signal, #[ca
     let mut seen = String::new();
     loop {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "runner ended early: {seen}");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "runner ended early: {seen}"
+        );
         seen.push_str(&line);
         if line.contains("ok 1 a::one") {
             break;
@@ -151,7 +229,11 @@ fn signal_stops_guests_and_cleans_up(#[case] sig: nix::sys::signal::Signal, #[ca
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert_eq!(status.code(), Some(want), "{seen}{rest}");
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
     assert!(rest.contains("no guest left running"), "{rest}");
     let pid: i32 = std::fs::read_to_string(Path::new(&f.p("out")).join("fake-qemu.pid"))
         .unwrap()
@@ -159,8 +241,13 @@ fn signal_stops_guests_and_cleans_up(#[case] sig: nix::sys::signal::Signal, #[ca
         .parse()
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    let alive =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
     assert!(!alive, "qemu {pid} outlived the runner");
-    let left: Vec<_> = std::fs::read_dir(f.p("tmp")).unwrap().flatten().map(|e| e.file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(f.p("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }

@@ -1,7 +1,7 @@
 //! The guest watcher against a scripted stand-in for qemu (`fixtures/fake-qemu.sh`): every way a
 //! guest can end, decided from the two UART files and the console, without qemu or a kernel.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pkeys_qemu::guest::{self, Env, Event, GuestSpec};

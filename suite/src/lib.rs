@@ -2,7 +2,9 @@
 //! `cargo nextest run` run it), a KTAP mode for guests and CI, and the guest init.
 //!
 //! Extra options on top of libtest's: `--format ktap`, `--selftest` (the fault-injection cases
-//! instead of the conformance cases), `--seed N`, `--timeout-scale F`.
+//! instead of the conformance cases), `--seed N` (random key choice and key churn, printed in the
+//! header so a run can be reproduced), `--iterations N` (repeat the whole list, like the C
+//! selftest's rounds), `--timeout-scale F`.
 #![warn(missing_docs)]
 
 pub mod init;
@@ -49,16 +51,33 @@ pub fn main_entry() -> ExitCode {
         println!("pkeys-suite: {}", caps.summary());
     }
     let caps = Arc::new(caps);
-    let trials = cases
+    let trials = expand(cases, extra.iterations)
         .into_iter()
-        .map(|case| {
+        .map(|(case, iteration)| {
             let caps = Arc::clone(&caps);
+            let opts = Options { iteration, ..opts };
             Trial::ignorable_test(case.id.clone(), move || {
                 to_libtest(isolate::run(&case, &caps, &opts))
             })
         })
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Repeat the case list `n` times (`--iterations`); with n > 1 each id gets `#<round>` (1-based).
+fn expand(cases: Vec<Case>, n: u32) -> Vec<(Case, u32)> {
+    if n <= 1 {
+        return cases.into_iter().map(|c| (c, 0)).collect();
+    }
+    (0..n)
+        .flat_map(|i| {
+            cases.iter().map(move |c| {
+                let mut c = c.clone();
+                c.id = format!("{}#{}", c.id, i + 1);
+                (c, i)
+            })
+        })
+        .collect()
 }
 
 fn to_libtest(r: CaseReport) -> Result<Completion, Failed> {
@@ -97,17 +116,18 @@ fn run_ktap(
     caps: &Caps,
     opts: &Options,
 ) -> ExitCode {
-    let cases: Vec<Case> = cases
+    let cases: Vec<(Case, u32)> = expand(cases, extra.iterations)
         .into_iter()
-        .filter(|c| selected(args, &c.id))
+        .filter(|(c, _)| selected(args, &c.id))
         .collect();
     let header = format!(
-        "pkeys-suite version={} kernel={} cpu=\"{}\" {} seed={}{}",
+        "pkeys-suite version={} kernel={} cpu=\"{}\" {} seed={} iterations={}{}",
         env!("CARGO_PKG_VERSION"),
         kernel_release(),
         cpu::model_name(),
         caps.summary(),
         extra.seed,
+        extra.iterations.max(1),
         if extra.selftest { " mode=selftest" } else { "" }
     );
     let stdout = std::io::stdout().lock();
@@ -116,8 +136,12 @@ fn run_ktap(
         w.plan(cases.len())?;
         let mut counts = std::collections::BTreeMap::<&str, usize>::new();
         let mut bad = false;
-        for case in &cases {
-            let r = isolate::run(case, caps, opts);
+        for (case, iteration) in &cases {
+            let opts = Options {
+                iteration: *iteration,
+                ..*opts
+            };
+            let r = isolate::run(case, caps, &opts);
             *counts.entry(r.verdict.name()).or_default() += 1;
             bad |= r.verdict.is_bad();
             w.result(&r)?;

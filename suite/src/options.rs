@@ -11,6 +11,8 @@ pub struct Extra {
     pub seed: u64,
     /// `--timeout-scale F`.
     pub timeout_scale: f64,
+    /// `--iterations N`.
+    pub iterations: u32,
 }
 
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, name: &str) -> Result<&'a String, String> {
@@ -21,6 +23,7 @@ fn value<'a>(it: &mut impl Iterator<Item = &'a String>, name: &str) -> Result<&'
 pub fn split(argv: &[String]) -> Result<(Extra, Vec<String>), String> {
     let mut extra = Extra {
         timeout_scale: 1.0,
+        iterations: 1,
         ..Extra::default()
     };
     if let Ok(s) = std::env::var("PKEYS_TIMEOUT_SCALE") {
@@ -46,6 +49,14 @@ pub fn split(argv: &[String]) -> Result<(Extra, Vec<String>), String> {
             "--seed" => {
                 let v = value(&mut it, "--seed")?;
                 extra.seed = v.parse().map_err(|_| format!("--seed {v}: not a number"))?;
+            }
+            "--iterations" => {
+                let v = value(&mut it, "--iterations")?;
+                extra.iterations = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("--iterations {v}: not a positive number"))?;
             }
             "--timeout-scale" => {
                 let v = value(&mut it, "--timeout-scale")?;

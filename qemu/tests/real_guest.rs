@@ -1,0 +1,274 @@
+//! Real qemu guests: a normal boot of the cached `debian:6.12` kernel, and the guest-level fault
+//! injections (a command line that panics the kernel early, a truncated initramfs, a hang
+//! before the suite starts, a hang after it started, qemu killed).
+//!
+//! These run only where qemu is installed and a `debian:6.12` kernel is in the cache
+//! (`pkeys-qemu fetch 6.12`); elsewhere each is reported as ignored, with the reason. The static
+//! suite is built as the runner would build it (or taken from `$PKEYS_TEST_SUITE`). A
+//! `harness = false` target, so that skips are visible and guests boot one at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use pkeys_qemu::guest::{self, Env, GuestSpec};
+use pkeys_qemu::kernel::{ResolvedKernel, Resolver};
+use pkeys_report::{GuestRun, RunStatus};
+
+struct Prereqs {
+    qemu: PathBuf,
+    kernel: ResolvedKernel,
+    base: Vec<u8>,
+}
+
+fn prereqs() -> Result<&'static Prereqs, String> {
+    static P: OnceLock<Result<Prereqs, String>> = OnceLock::new();
+    P.get_or_init(|| {
+        let qemu = pkeys_qemu::qemu::find_qemu().map_err(|e| format!("{e:#}"))?;
+        let cache = pkeys_qemu::paths::cache_root();
+        let kernel = Resolver::new(&cache, false).quiet().cached_kernel("6.12").ok_or_else(|| {
+            format!(
+                "no cached debian:6.12 kernel in {} (run `cargo run -p pkeys-qemu -- fetch 6.12`)",
+                cache.display()
+            )
+        })?;
+        let suite = match std::env::var_os("PKEYS_TEST_SUITE") {
+            Some(p) => PathBuf::from(p),
+            None => pkeys_qemu::suite::build(&pkeys_qemu::paths::workspace_root())
+                .map_err(|e| format!("cannot build the static suite: {e:#}"))?,
+        };
+        pkeys_qemu::suite::check_static(&suite).map_err(|e| format!("{e:#}"))?;
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let base =
+            pkeys_qemu::initramfs::base_image(&suite, tmp.path()).map_err(|e| format!("{e:#}"))?;
+        Ok(Prereqs { qemu, kernel, base })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+fn spec(
+    p: &Prereqs,
+    name: &str,
+    append: &str,
+    args: &[&str],
+    timeout: u64,
+    boot_timeout: u64,
+) -> GuestSpec {
+    GuestSpec {
+        name: name.to_owned(),
+        kernel: p.kernel.clone(),
+        cpu: "max".into(),
+        append: append.into(),
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+        memory: "512M".into(),
+        smp: 1,
+        timeout: Duration::from_secs(timeout),
+        boot_timeout: Duration::from_secs(boot_timeout),
+    }
+}
+
+fn boot(spec: &GuestSpec, base: &[u8], qemu: &Path, out: &Path) -> (GuestRun, Duration) {
+    let env = Env {
+        qemu,
+        base_image: base,
+        out,
+    };
+    let t = Instant::now();
+    let run = guest::run(spec, &env, &|_, _| {}).expect("guest::run");
+    let took = t.elapsed();
+    println!(
+        "    {} (detected after {:.1} s)",
+        guest::summary_line(&run),
+        took.as_secs_f64()
+    );
+    (run, took)
+}
+
+fn message(run: &GuestRun) -> String {
+    match &run.status {
+        RunStatus::Error { message, .. } => message.clone(),
+        RunStatus::Completed => String::new(),
+    }
+}
+
+fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what.into().into())
+    }
+}
+
+/// Wraps a guest test: ignored (with the reason) when the prerequisites are missing.
+fn guest_trial(name: &str, f: fn(&Prereqs, &Path) -> Result<(), Failed>) -> Trial {
+    Trial::ignorable_test(name, move || match prereqs() {
+        Err(reason) => {
+            println!("    skipped: {reason}");
+            Ok(Completion::ignored_with(reason))
+        }
+        Ok(p) => {
+            let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+            f(p, out.path()).map(|()| Completion::Completed)
+        }
+    })
+}
+
+fn boots_6_12(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let (run, took) = boot(
+        &spec(p, "6.12-max", "", &[], 120, 60),
+        &p.base,
+        &p.qemu,
+        out,
+    );
+    check(
+        message(&run).is_empty(),
+        format!("guest error: {}", message(&run)),
+    )?;
+    check(run.complete, "stream complete")?;
+    check(
+        run.attempts == 1 || run.retried.is_some(),
+        "attempts recorded",
+    )?;
+    check(run.init_exit.is_some(), "init end marker")?;
+    let uname = run.kernel.uname.clone().unwrap_or_default();
+    check(uname.starts_with("6.12."), format!("uname {uname}"))?;
+    check(
+        run.meta.get("pku").map(String::as_str) == Some("1"),
+        "PKU in the guest",
+    )?;
+    check(
+        run.cases
+            .iter()
+            .flat_map(|c| &c.diagnostics)
+            .any(|d| d.contains("si_pkey=1")),
+        "a real pkey fault observed",
+    )?;
+    check(took < Duration::from_secs(60), format!("took {took:?}"))
+}
+
+fn init_pkru_denying_key0_panics_before_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    // The runner refuses this command line; here it is forced through to show why.
+    let (run, took) = boot(
+        &spec(p, "deny-key0", "init_pkru=0x55555555", &[], 60, 30),
+        &p.base,
+        &p.qemu,
+        out,
+    );
+    check(run.attempts == 2, "retried once: the suite never started")?;
+    check(message(&run).starts_with("kernel crashed: "), message(&run))?;
+    check(run.cases.is_empty(), "no results")?;
+    check(took < Duration::from_secs(40), format!("took {took:?}"))
+}
+
+fn truncated_initramfs(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let half = &p.base[..p.base.len() / 2];
+    let (run, _) = boot(&spec(p, "truncated", "", &[], 60, 30), half, &p.qemu, out);
+    check(run.attempts == 2, "retried once")?;
+    check(message(&run).starts_with("kernel crashed: "), message(&run))?;
+    let RunStatus::Error { console_tail, .. } = &run.status else {
+        unreachable!()
+    };
+    check(!console_tail.is_empty(), "console tail kept")
+}
+
+fn hang_before_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let (run, took) = boot(&spec(p, "slow-boot", "", &[], 60, 1), &p.base, &p.qemu, out);
+    check(run.attempts == 2, "retried once")?;
+    check(
+        message(&run).contains("hung before the suite started"),
+        message(&run),
+    )?;
+    check(took < Duration::from_secs(5), format!("took {took:?}"))
+}
+
+const HANG_ARGS: &[&str] = &[
+    "--selftest",
+    "--exact",
+    "selftest::hang",
+    "--timeout-scale",
+    "100",
+];
+
+fn hang_after_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let (run, took) = boot(
+        &spec(p, "hang", "", HANG_ARGS, 9, 60),
+        &p.base,
+        &p.qemu,
+        out,
+    );
+    check(run.attempts == 1, "never retried after the suite started")?;
+    check(
+        message(&run).contains("guest hung: the suite started"),
+        message(&run),
+    )?;
+    check(
+        !run.meta.is_empty(),
+        "the header streamed before the hang is kept",
+    )?;
+    check(took < Duration::from_secs(15), format!("took {took:?}"))
+}
+
+/// Our children named qemu-system-x86.
+fn qemu_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (comm, rest) = stat.split_once(") ")?;
+            let ppid = rest.split_whitespace().nth(1)?;
+            (comm.ends_with("qemu-system-x86") && ppid == me).then_some(pid)
+        })
+        .collect()
+}
+
+fn qemu_killed(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let spec = spec(p, "killed", "", HANG_ARGS, 60, 60);
+    let ktap = out.join("killed.ktap");
+    let (run, took) = std::thread::scope(|s| {
+        let h = s.spawn(|| boot(&spec, &p.base, &p.qemu, out));
+        let t = Instant::now();
+        while !std::fs::read_to_string(&ktap).is_ok_and(|k| k.contains("1..")) {
+            assert!(
+                t.elapsed() < Duration::from_secs(40),
+                "the suite did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for pid in qemu_children() {
+            println!("    killing qemu {pid}");
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+        h.join().unwrap()
+    });
+    check(run.attempts == 1, "not retried")?;
+    check(
+        message(&run).starts_with("qemu exited (signal: 9"),
+        message(&run),
+    )?;
+    check(took < Duration::from_secs(45), format!("took {took:?}"))?;
+    check(qemu_children().is_empty(), "no qemu left")
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let trials = vec![
+        guest_trial("real_guest::boots_6_12", boots_6_12),
+        guest_trial(
+            "real_guest::init_pkru_denying_key0_panics_before_start",
+            init_pkru_denying_key0_panics_before_start,
+        ),
+        guest_trial("real_guest::truncated_initramfs", truncated_initramfs),
+        guest_trial("real_guest::hang_before_start", hang_before_start),
+        guest_trial("real_guest::hang_after_start", hang_after_start),
+        guest_trial("real_guest::qemu_killed", qemu_killed),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
