@@ -8,12 +8,17 @@
 
 pub mod access;
 pub mod alloc;
+pub mod args;
 pub mod compat;
 pub mod exec_only;
+pub mod init_pkru;
 pub mod kernel_access;
 pub mod keys;
+pub mod lifecycle;
 pub mod ltp;
+pub mod mseal;
 pub mod ptrace;
+pub mod race;
 pub mod register;
 pub mod selftest;
 pub mod signals;
@@ -36,6 +41,11 @@ pub fn all() -> Vec<Case> {
     v.extend(register::cases());
     v.extend(ptrace::cases());
     v.extend(ltp::cases());
+    v.extend(args::cases());
+    v.extend(lifecycle::cases());
+    v.extend(race::cases());
+    v.extend(mseal::cases());
+    v.extend(init_pkru::cases());
     v
 }
 

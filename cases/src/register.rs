@@ -115,7 +115,11 @@ fn per_thread(ctx: &mut Ctx) -> Outcome {
         expect_one_pkey_fault(ctx, &cap, key, r.addr(), init, init)?;
     } else {
         // A non-default init_pkru that leaves this key open: the older thread may read.
-        check_eq!(cap.faults.len(), 0, "faults in the older thread (init_pkru allows key {key})");
+        check_eq!(
+            cap.faults.len(),
+            0,
+            "faults in the older thread (init_pkru allows key {key})"
+        );
     }
     Ok(())
 }

@@ -506,3 +506,38 @@ pub fn in_child(f: impl FnOnce()) -> ChildEnd {
         pkey: get(3).and_then(|v| v.parse().ok()),
     }
 }
+
+static NEST_OUTER: AtomicI32 = AtomicI32::new(0);
+static NEST_INNER: AtomicI32 = AtomicI32::new(0);
+static NEST_PKRU: AtomicU32 = AtomicU32::new(0);
+static NEST_AFTER: AtomicU64 = AtomicU64::new(u64::MAX);
+
+extern "C" fn on_nest(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    on_record(sig, info, ctx);
+    if sig == NEST_OUTER.load(Ordering::SeqCst) {
+        pkru::wrpkru_raw(NEST_PKRU.load(Ordering::SeqCst));
+        crate::sys::raise(NEST_INNER.load(Ordering::SeqCst));
+        NEST_AFTER.store(u64::from(pkru::rdpkru()), Ordering::SeqCst);
+    }
+}
+
+/// Nested handlers: the `outer` handler records its delivery, writes `outer_pkru`, raises `inner`
+/// (whose handler records its own delivery) and, once the inner handler returned, records the PKRU
+/// it then sees (see [`nested_after_inner`]). Clears earlier records.
+pub fn install_nested(outer: i32, inner: i32, outer_pkru: u32) {
+    init_layout();
+    COUNT.store(0, Ordering::SeqCst);
+    EXIT_THREAD.store(false, Ordering::SeqCst);
+    NEST_OUTER.store(outer, Ordering::SeqCst);
+    NEST_INNER.store(inner, Ordering::SeqCst);
+    NEST_PKRU.store(outer_pkru, Ordering::SeqCst);
+    NEST_AFTER.store(u64::MAX, Ordering::SeqCst);
+    install(outer, on_nest, 0);
+    install(inner, on_nest, 0);
+}
+
+/// PKRU in the outer handler after the inner handler returned ([`install_nested`]).
+pub fn nested_after_inner() -> Option<u32> {
+    let v = NEST_AFTER.load(Ordering::SeqCst);
+    (v != u64::MAX).then_some(v as u32)
+}

@@ -374,3 +374,10 @@ pub fn read_byte_at(addr: usize) -> u8 {
     // SAFETY: see the function doc: the worst outcome of a bad address is a reported fault.
     unsafe { (addr as *const u8).read_volatile() }
 }
+
+// SAFETY: a Region is an owned mapping addressed by a raw pointer; the mapping is valid in every
+// thread of the process, and all access through it is volatile single-byte or aligned-word I/O
+// whose worst outcome under a race is a fault the harness reports.
+unsafe impl Send for Region {}
+// SAFETY: as above; no method takes `&self` and mutates Rust-visible state.
+unsafe impl Sync for Region {}

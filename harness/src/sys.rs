@@ -171,3 +171,49 @@ pub fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
     // page contents the caller chose to drop.
     ret(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) } as libc::c_long).map(drop)
 }
+
+/// `mseal` system call number (6.10+).
+pub const SYS_MSEAL: libc::c_long = 462;
+
+/// `mseal(addr, len, 0)`.
+pub fn mseal(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: sealing only restricts later changes to the caller's own mapping.
+    ret(unsafe { libc::syscall(SYS_MSEAL, addr, len, 0usize) }).map(drop)
+}
+
+/// Fork; the child runs `f` and `_exit`s with its result; the parent gets the child's pid.
+pub fn fork_run(f: impl FnOnce() -> i32) -> Result<i32, Errno> {
+    // SAFETY: the case process is single-threaded when it calls this.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Errno::last());
+    }
+    if pid == 0 {
+        let code = f();
+        exit_now(code);
+    }
+    Ok(pid)
+}
+
+/// Environment variable that makes the suite binary print its PKRU at start and exit (used by
+/// the exec cases: a freshly exec'd process must start with `init_pkru`).
+pub const PRINT_PKRU_ENV: &str = "PKEYS_PRINT_PKRU";
+
+/// If [`PRINT_PKRU_ENV`] is set, print `pkru=0x...` and exit 0. Called first thing by the suite.
+pub fn print_pkru_if_requested() {
+    if std::env::var_os(PRINT_PKRU_ENV).is_some() {
+        let c = crate::cpu::probe();
+        if c.ospke {
+            println!("pkru={:#010x}", crate::pkru::rdpkru());
+        } else {
+            println!("pkru=none");
+        }
+        std::process::exit(0);
+    }
+}
+
+/// `munmap(addr, len)` of part of a mapping the caller owns (the owner must not use it after).
+pub fn munmap(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller unmaps a range of its own mapping and no longer accesses it.
+    ret(unsafe { libc::munmap(addr as *mut libc::c_void, len) } as libc::c_long).map(drop)
+}

@@ -104,10 +104,7 @@ fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
 /// Wraps a guest test: ignored (with the reason) when the prerequisites are missing.
 fn guest_trial(name: &str, f: fn(&Prereqs, &Path) -> Result<(), Failed>) -> Trial {
     Trial::ignorable_test(name, move || match prereqs() {
-        Err(reason) => {
-            println!("    skipped: {reason}");
-            Ok(Completion::ignored_with(reason))
-        }
+        Err(reason) => Ok(Completion::ignored_with(reason)),
         Ok(p) => {
             let out = tempfile::tempdir().map_err(|e| e.to_string())?;
             f(p, out.path()).map(|()| Completion::Completed)

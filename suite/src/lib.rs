@@ -21,6 +21,7 @@ use std::sync::Arc;
 /// Entry point shared by the binary and the `cargo test` target.
 pub fn main_entry() -> ExitCode {
     init::run_if_pid1();
+    pkeys_harness::sys::print_pkru_if_requested();
     let argv: Vec<String> = std::env::args().collect();
     let (extra, rest) = match options::split(&argv) {
         Ok(v) => v,

@@ -1,0 +1,167 @@
+//! The PKRU register across threads, fork, exec and nested signals; editing the saved PKRU.
+//!
+//! References: clone(2), fork(2), execve(2), sigaction(2), sigreturn(2), pkeys(7) ("a thread's
+//! rights are inherited by threads and children it creates; exec resets them"). Beyond every
+//! upstream suite.
+
+use crate::util::{expect_one_pkey_fault, init_pkru, mapped, sysfail};
+use pkeys_harness::fault::{self, Fix};
+use pkeys_harness::mem::{Kind, Region};
+use pkeys_harness::sys::{self, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
+use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check_eq, check_pkru, pkru};
+
+/// The cases of this module.
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "lifecycle::thread_inherits_pkru",
+            Needs::PKEYS,
+            thread_inherits,
+        ),
+        Case::new("lifecycle::fork_copies_pkru", Needs::PKEYS, fork_copies),
+        Case::new(
+            "lifecycle::exec_resets_to_init_pkru",
+            Needs::PKEYS,
+            exec_resets,
+        ),
+        Case::new(
+            "lifecycle::nested_signals_start_at_init_pkru",
+            Needs::PKEYS,
+            nested,
+        ),
+        Case::new(
+            "lifecycle::saved_pkru_edit_applies_at_sigreturn",
+            Needs::PKEYS,
+            edit_saved,
+        ),
+    ]
+}
+
+/// A distinctive PKRU built from freshly allocated keys: key1 AD, key2 WD, key3 open.
+fn distinctive() -> Result<u32, Stop> {
+    let a = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
+    let b = sysfail("pkey_alloc", pkru::alloc(0, WD))?;
+    let c = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let _ = (a, b, c);
+    let v = pkru::read() & !pkru::ad_bit(9) | pkru::wd_bit(9);
+    pkru::write(v);
+    Ok(v)
+}
+
+/// A thread created after the parent set PKRU starts with the parent's exact value.
+fn thread_inherits(_ctx: &mut Ctx) -> Outcome {
+    let v = distinctive()?;
+    let seen = std::thread::spawn(pkru::rdpkru)
+        .join()
+        .map_err(|_| Stop::Fail("thread panicked".into()))?;
+    check_pkru!(seen, v, "PKRU of the new thread");
+    Ok(())
+}
+
+/// A forked child starts with the parent's exact PKRU (and the child's changes do not reach the
+/// parent).
+fn fork_copies(_ctx: &mut Ctx) -> Outcome {
+    let v = distinctive()?;
+    let end = fault::in_child(|| {
+        let ok = pkru::rdpkru() == v;
+        pkru::wrpkru_raw(v ^ pkru::wd_bit(10));
+        sys::exit_now(if ok { 0 } else { 1 })
+    });
+    check_eq!(
+        end,
+        fault::ChildEnd::Exited(0),
+        "child (1: PKRU differed from the parent's)"
+    );
+    check_pkru!(
+        pkru::read(),
+        v,
+        "parent's PKRU after the child changed its own"
+    );
+    Ok(())
+}
+
+/// After `execve`, the new program starts with `init_pkru`, whatever the caller had.
+fn exec_resets(ctx: &mut Ctx) -> Outcome {
+    let v = distinctive()?;
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| Stop::Fail(format!("/proc/self/exe: {e}")))?;
+    let out = std::process::Command::new(&exe)
+        .env(sys::PRINT_PKRU_ENV, "1")
+        .output()
+        .map_err(|e| Stop::Fail(format!("exec {}: {e}", exe.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    ctx.diag(format!(
+        "caller PKRU {}, exec'd program printed {text:?}",
+        pkru::fmt(v)
+    ));
+    check_eq!(
+        text,
+        format!("pkru={}", pkru::fmt(init_pkru(ctx))),
+        "PKRU of the exec'd program"
+    );
+    Ok(())
+}
+
+/// SIGUSR1's handler writes PKRU Y and raises SIGUSR2: each handler starts at `init_pkru`; each
+/// frame saved the interrupted value (X for the outer, Y for the inner); the outer handler sees Y
+/// again after the inner returns, and the main flow X after the outer returns.
+fn nested(ctx: &mut Ctx) -> Outcome {
+    let x = distinctive()?;
+    let y = x ^ pkru::ad_bit(12) ^ pkru::wd_bit(13);
+    fault::install_nested(libc::SIGUSR1, libc::SIGUSR2, y);
+    sys::raise(libc::SIGUSR1);
+    let after = pkru::rdpkru();
+    let got = fault::recorded();
+    for f in &got {
+        ctx.diag_fault("signal", f);
+    }
+    check_eq!(got.len(), 2, "handler invocations");
+    let init = init_pkru(ctx);
+    check_eq!(
+        (got[0].signo, got[1].signo),
+        (libc::SIGUSR1, libc::SIGUSR2),
+        "delivery order"
+    );
+    check_pkru!(
+        got[0].pkru_in_handler,
+        init,
+        "PKRU entering the outer handler"
+    );
+    check_pkru!(
+        got[1].pkru_in_handler,
+        init,
+        "PKRU entering the inner handler"
+    );
+    check_eq!(got[0].saved_pkru, Some(x), "PKRU saved in the outer frame");
+    check_eq!(got[1].saved_pkru, Some(y), "PKRU saved in the inner frame");
+    check_eq!(
+        fault::nested_after_inner(),
+        Some(y),
+        "outer handler's PKRU after the inner returned"
+    );
+    check_pkru!(after, x, "PKRU after both handlers returned");
+    Ok(())
+}
+
+/// A fault handler that replaces the saved PKRU with Z (the key allowed, plus unrelated bits)
+/// makes Z the thread's PKRU after sigreturn, exactly.
+fn edit_saved(ctx: &mut Ctx) -> Outcome {
+    let r = mapped(Region::rw(Kind::Anon))?;
+    let key = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
+    sysfail(
+        "pkey_mprotect",
+        r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
+    )?;
+    let before = pkru::read();
+    let z = pkru::with_rights(before, key, 0) ^ pkru::wd_bit(14);
+    let cap = fault::capture(Fix::SetPkru(z), || {
+        std::hint::black_box(r.read(0));
+    });
+    expect_one_pkey_fault(ctx, &cap, key, r.at(0), before, init_pkru(ctx))?;
+    check_pkru!(
+        cap.pkru_after,
+        z,
+        "PKRU after sigreturn with the edited frame"
+    );
+    Ok(())
+}

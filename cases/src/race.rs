@@ -1,0 +1,97 @@
+//! Fault reporting under a race: one thread re-keys a page while another touches it.
+//!
+//! References: sigaction(2) (`si_pkey`), pkeys(7). Beyond every x86 suite: the idea of powerpc's
+//! `pkey_siginfo` selftest, on x86. The toucher denies key A and allows key B; the page flips
+//! between A and B. Every fault must name A (the key that denied the access), at the page's
+//! address, with SEGV_PKUERR — never B, never a stale or zero key.
+
+use crate::util::{mapped, sysfail};
+use pkeys_harness::fault::{self, Fix};
+use pkeys_harness::mem::{Kind, Region};
+use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, SEGV_PKUERR};
+use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, pkru};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The cases of this module.
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "race::rekey_while_touching",
+            Needs::PKEYS,
+            rekey_while_touching,
+        )
+        .with_timeout(Duration::from_secs(60)),
+    ]
+}
+
+fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
+    let r = Arc::new(mapped(Region::rw(Kind::Anon))?);
+    let a = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
+    let b = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (r, stop) = (Arc::clone(&r), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let k = if flips % 2 == 0 { a } else { b };
+                if r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, k)
+                    .is_err()
+                {
+                    return u64::MAX;
+                }
+                flips += 1;
+                std::thread::yield_now();
+            }
+            flips
+        })
+    };
+    let end = Instant::now() + Duration::from_secs(3);
+    let (mut accesses, mut faulted) = (0u64, 0u64);
+    let mut bad = None;
+    while Instant::now() < end && accesses < 20_000 {
+        let cap = fault::capture(Fix::AllowKey, || {
+            std::hint::black_box(r.read(64));
+        });
+        accesses += 1;
+        if cap.faults.len() > 1 {
+            bad = Some(format!(
+                "{} faults for one access: {:?}",
+                cap.faults.len(),
+                cap.faults
+            ));
+            break;
+        }
+        if let Some(f) = cap.faults.first() {
+            faulted += 1;
+            if f.code != SEGV_PKUERR || f.pkey != a as u32 || f.addr != r.at(64) {
+                bad = Some(format!(
+                    "access {accesses}: {f} (expected si_code 4, si_pkey {a}, si_addr {:#x})",
+                    r.at(64)
+                ));
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let flips = flipper
+        .join()
+        .map_err(|_| Stop::Fail("flipper thread panicked".into()))?;
+    ctx.diag(format!(
+        "keys A={a} (denied) B={b}: {accesses} accesses, {faulted} faulted, {flips} re-keyings"
+    ));
+    if let Some(m) = bad {
+        return Err(Stop::Fail(m));
+    }
+    check!(
+        flips != u64::MAX,
+        "pkey_mprotect failed in the re-keying thread"
+    );
+    check!(
+        faulted > 0 && faulted < accesses,
+        "the race was not exercised: {faulted} of {accesses} accesses faulted"
+    );
+    Ok(())
+}
