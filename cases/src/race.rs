@@ -2,8 +2,13 @@
 //!
 //! References: sigaction(2) (`si_pkey`), pkeys(7). Beyond every x86 suite: the idea of powerpc's
 //! `pkey_siginfo` selftest, on x86. The toucher denies key A and allows key B; the page flips
-//! between A and B. Every fault must name A (the key that denied the access), at the page's
-//! address, with SEGV_PKUERR — never B, never a stale or zero key.
+//! between A and B. Every fault must be SEGV_PKUERR at the page's address, with the frame's PKRU
+//! denying A, and `si_pkey` naming A — or B: the kernel reads `si_pkey` from the VMA when it
+//! handles the fault, after taking mmap_lock, and documents in `arch/x86/mm/fault.c` that another
+//! thread's `pkey_mprotect` may have re-keyed the VMA by then (measured on 7.2: 1 fault in ~170
+//! reported B). pkeys(7) promises the key "that caused the fault"; the kernel's documented race
+//! is what is tested, and how often it was seen is printed. Any other key (0, a third key), a
+//! wrong address or a second fault for one access is a FAIL.
 
 use crate::util::{mapped, sysfail};
 use pkeys_harness::fault::{self, Fix};
@@ -49,7 +54,7 @@ fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
         })
     };
     let end = Instant::now() + Duration::from_secs(3);
-    let (mut accesses, mut faulted) = (0u64, 0u64);
+    let (mut accesses, mut faulted, mut stale) = (0u64, 0u64, 0u64);
     let mut bad = None;
     while Instant::now() < end && accesses < 20_000 {
         let cap = fault::capture(Fix::AllowKey, || {
@@ -66,9 +71,17 @@ fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
         }
         if let Some(f) = cap.faults.first() {
             faulted += 1;
-            if f.code != SEGV_PKUERR || f.pkey != a as u32 || f.addr != r.at(64) {
+            if f.pkey == b as u32 {
+                stale += 1;
+            }
+            let saved_denies_a = f.saved_pkru.is_some_and(|p| pkru::rights_of(p, a) == AD);
+            if f.code != SEGV_PKUERR
+                || (f.pkey != a as u32 && f.pkey != b as u32)
+                || f.addr != r.at(64)
+                || !saved_denies_a
+            {
                 bad = Some(format!(
-                    "access {accesses}: {f} (expected si_code 4, si_pkey {a}, si_addr {:#x})",
+                    "access {accesses}: {f} (expected si_code 4, si_pkey {a} (or {b}, see the module doc), si_addr {:#x}, saved PKRU denying {a})",
                     r.at(64)
                 ));
                 break;
@@ -80,7 +93,7 @@ fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
         .join()
         .map_err(|_| Stop::Fail("flipper thread panicked".into()))?;
     ctx.diag(format!(
-        "keys A={a} (denied) B={b}: {accesses} accesses, {faulted} faulted, {flips} re-keyings"
+        "keys A={a} (denied) B={b}: {accesses} accesses, {faulted} faulted ({stale} reported B), {flips} re-keyings"
     ));
     if let Some(m) = bad {
         return Err(Stop::Fail(m));

@@ -381,3 +381,133 @@ pub fn read_byte_at(addr: usize) -> u8 {
 unsafe impl Send for Region {}
 // SAFETY: as above; no method takes `&self` and mutates Rust-visible state.
 unsafe impl Sync for Region {}
+
+/// A temporary file of `len` bytes, already unlinked (created with `mkstemp` in `$TMPDIR` or
+/// `/tmp`). The caller owns the returned fd.
+pub fn temp_fd(len: usize) -> Result<i32, String> {
+    temp_file(len)
+}
+
+impl Region {
+    /// Map `len` bytes (rounded up to pages) of anonymous private memory with `prot` and extra
+    /// `mmap` flags (e.g. `MAP_POPULATE`, `MAP_LOCKED`).
+    pub fn map_anon_with(len: usize, prot: i32, extra_flags: i32) -> Result<Region, String> {
+        let len = len.max(1).div_ceil(sys::page_size()) * sys::page_size();
+        let ptr = map_raw(
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
+            -1,
+        )
+        .map_err(|e| format!("mmap anon (flags {extra_flags:#x}): {e}"))?;
+        Ok(Region {
+            ptr,
+            len,
+            kind: Kind::Anon,
+            shm: false,
+            map_len: len,
+        })
+    }
+
+    /// Move the mapping with `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)` to a fresh address (reserved
+    /// first with a PROT_NONE mapping of `new_len` bytes), growing or shrinking it to `new_len`.
+    /// On failure the region is handed back unchanged with the errno.
+    pub fn mremap_to(self, new_len: usize) -> Result<Region, (Region, Errno)> {
+        if self.shm || self.map_len != self.len {
+            return Err((self, Errno::EINVAL));
+        }
+        let dest = match map_raw(
+            new_len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+        ) {
+            Ok(p) => p,
+            Err(e) => return Err((self, e)),
+        };
+        // SAFETY: moves this region's own mapping onto the reservation made just above; the old
+        // range is no longer used (the region is consumed) and the new one is owned by the result.
+        let p = unsafe {
+            libc::mremap(
+                self.ptr.cast(),
+                self.len,
+                new_len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                dest.cast::<libc::c_void>(),
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = Errno::last();
+            // SAFETY: unmapping the reservation made above.
+            unsafe { libc::munmap(dest.cast(), new_len) };
+            return Err((self, e));
+        }
+        let moved = Region {
+            ptr: p.cast(),
+            len: new_len,
+            kind: self.kind,
+            shm: false,
+            map_len: new_len,
+        };
+        std::mem::forget(self);
+        Ok(moved)
+    }
+
+    /// `munmap` the region, then `mmap(MAP_FIXED)` fresh anonymous private memory (read-write) at
+    /// the same address and length. The result owns the new mapping.
+    pub fn unmap_then_map_fixed(self) -> Result<Region, String> {
+        if self.shm {
+            return Err("unmap_then_map_fixed: not for SysV shm".into());
+        }
+        let (addr, len) = (self.ptr, self.map_len);
+        drop(self);
+        // SAFETY: the range was this region's mapping, unmapped just above; the case process is
+        // single-threaded, so nothing else took the range in between. MAP_FIXED replaces at most
+        // that range.
+        let p = unsafe {
+            libc::mmap(
+                addr.cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap(MAP_FIXED): {}", Errno::last()));
+        }
+        Ok(Region {
+            ptr: p.cast(),
+            len,
+            kind: Kind::Anon,
+            shm: false,
+            map_len: len,
+        })
+    }
+
+    /// `mmap(MAP_FIXED)` fresh anonymous private memory (read-write) over the whole region without
+    /// unmapping it first (the kernel replaces the old mapping). The region keeps owning the range.
+    pub fn map_fixed_over(&mut self) -> Result<(), Errno> {
+        if self.shm {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: replaces exactly this region's own mapping, which stays owned by `self`; any
+        // reference into the old contents is through `self`'s volatile accessors only.
+        let p = unsafe {
+            libc::mmap(
+                self.ptr.cast(),
+                self.map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        self.kind = Kind::Anon;
+        Ok(())
+    }
+}

@@ -217,3 +217,155 @@ pub fn munmap(addr: usize, len: usize) -> Result<(), Errno> {
     // SAFETY: the caller unmaps a range of its own mapping and no longer accesses it.
     ret(unsafe { libc::munmap(addr as *mut libc::c_void, len) } as libc::c_long).map(drop)
 }
+
+/// `mlock(addr, len)`.
+pub fn mlock(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: the kernel validates the range; locking pages changes no memory contents.
+    ret(unsafe { libc::mlock(addr as *const libc::c_void, len) } as libc::c_long).map(drop)
+}
+
+/// `mlock2(addr, len, flags)` as a raw system call (`MLOCK_ONFAULT` = 1).
+pub fn mlock2(addr: usize, len: usize, flags: u32) -> Result<(), Errno> {
+    // SAFETY: as in `mlock`; the flags are integers.
+    ret(unsafe { libc::syscall(libc::SYS_mlock2, addr, len, flags as libc::c_ulong) }).map(drop)
+}
+
+/// `pread(fd, buf, len, off)` into raw memory (the kernel checks the buffer and the rights on it).
+pub fn pread_into(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize, Errno> {
+    // SAFETY: the kernel validates the destination; callers pass memory of their own regions.
+    ret_len(unsafe { libc::pread(fd, buf.cast(), len, off) })
+}
+
+/// `pwrite(fd, buf, len, off)` from raw memory.
+pub fn pwrite_from(fd: i32, buf: *const u8, len: usize, off: i64) -> Result<usize, Errno> {
+    // SAFETY: the kernel validates the source buffer.
+    ret_len(unsafe { libc::pwrite(fd, buf.cast(), len, off) })
+}
+
+fn iovecs(parts: &[(usize, usize)]) -> Vec<libc::iovec> {
+    parts
+        .iter()
+        .map(|&(base, len)| libc::iovec {
+            iov_base: base as *mut libc::c_void,
+            iov_len: len,
+        })
+        .collect()
+}
+
+/// `readv(fd, iov)` where each part is `(address, length)` of the caller's memory.
+pub fn readv_into(fd: i32, parts: &[(usize, usize)]) -> Result<usize, Errno> {
+    let iov = iovecs(parts);
+    // SAFETY: the iovecs describe caller memory; the kernel validates each one.
+    ret_len(unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as i32) })
+}
+
+/// `writev(fd, iov)` where each part is `(address, length)` of the caller's memory.
+pub fn writev_from(fd: i32, parts: &[(usize, usize)]) -> Result<usize, Errno> {
+    let iov = iovecs(parts);
+    // SAFETY: the iovecs describe caller memory, which the kernel only reads (and validates).
+    ret_len(unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) })
+}
+
+/// `recv(fd, buf, len, flags)` into raw memory.
+pub fn recv_into(fd: i32, buf: *mut u8, len: usize, flags: i32) -> Result<usize, Errno> {
+    // SAFETY: the kernel validates the destination; callers pass memory of their own regions.
+    ret_len(unsafe { libc::recv(fd, buf.cast(), len, flags) })
+}
+
+/// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
+pub fn socketpair_stream() -> Result<(i32, i32), Errno> {
+    let mut fds = [0i32; 2];
+    // SAFETY: socketpair with a valid two-element array.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    ret(r as libc::c_long).map(|_| (fds[0], fds[1]))
+}
+
+/// `ioctl(fd, FIONREAD)`: bytes waiting to be read on a pipe or socket.
+pub fn fionread(fd: i32) -> Result<i32, Errno> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD stores one int into `n`.
+    ret(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } as libc::c_long).map(|_| n)
+}
+
+/// Size of the file open on `fd` (`fstat`).
+pub fn fstat_size(fd: i32) -> Result<i64, Errno> {
+    // SAFETY: fstat fills a zeroed stat struct owned here.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        ret(libc::fstat(fd, &mut st) as libc::c_long).map(|_| st.st_size)
+    }
+}
+
+/// `process_vm_readv(pid, local, remote, 0)`; each part is `(address, length)`. The local parts
+/// are the caller's memory, the remote ones addresses in `pid`.
+pub fn process_vm_readv(
+    pid: i32,
+    local: &[(usize, usize)],
+    remote: &[(usize, usize)],
+) -> Result<usize, Errno> {
+    let (l, r) = (iovecs(local), iovecs(remote));
+    // SAFETY: the local iovecs describe caller memory; the kernel validates both sides.
+    ret_len(unsafe {
+        libc::process_vm_readv(pid, l.as_ptr(), l.len() as _, r.as_ptr(), r.len() as _, 0)
+    })
+}
+
+/// `process_vm_writev(pid, local, remote, 0)` (see [`process_vm_readv`]).
+pub fn process_vm_writev(
+    pid: i32,
+    local: &[(usize, usize)],
+    remote: &[(usize, usize)],
+) -> Result<usize, Errno> {
+    let (l, r) = (iovecs(local), iovecs(remote));
+    // SAFETY: the local iovecs describe caller memory; the kernel validates both sides. A write
+    // into this process's own memory only touches ranges of the caller's regions.
+    ret_len(unsafe {
+        libc::process_vm_writev(pid, l.as_ptr(), l.len() as _, r.as_ptr(), r.len() as _, 0)
+    })
+}
+
+/// `getpid()`.
+pub fn getpid() -> i32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// `getppid()`.
+pub fn getppid() -> i32 {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// `prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY)`: let any process (under Yama's ptrace_scope=1, a
+/// child too) attach or use `process_vm_*` on this one. EINVAL without Yama.
+pub fn set_ptracer_any() -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments.
+    ret(
+        unsafe { libc::prctl(libc::PR_SET_PTRACER, libc::PR_SET_PTRACER_ANY, 0, 0, 0) }
+            as libc::c_long,
+    )
+    .map(drop)
+}
+
+/// Restore the default action of `sig` (for forked children that must die of it, e.g. to dump core).
+pub fn default_signal(sig: i32) {
+    // SAFETY: signal() with SIG_DFL has no memory-safety preconditions.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// `setrlimit(RLIMIT_CORE, unlimited)`.
+pub fn core_limit_unlimited() -> Result<(), Errno> {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid rlimit struct.
+    ret(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) } as libc::c_long).map(drop)
+}
