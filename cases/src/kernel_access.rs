@@ -138,7 +138,7 @@ fn futex_on_wd(ctx: &mut Ctx, kind: Kind) -> Outcome {
     r.write(0, 7);
     pkru::set_rights(key, WD);
     let mut ret = Ok(0);
-    let cap = fault::capture(Fix::AllowKey, || ret = sys::futex_wait(r.ptr(0).cast(), 6));
+    let cap = fault::capture(Fix::AllowKey, || ret = sys::futex_wait(r.addr(), 6));
     ctx.diag(format!(
         "key {key}: futex(FUTEX_WAIT, 6) on a word holding 7 = {ret:?}"
     ));

@@ -41,7 +41,7 @@ fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
         std::thread::spawn(move || {
             let mut flips = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let k = if flips % 2 == 0 { a } else { b };
+                let k = if flips.is_multiple_of(2) { a } else { b };
                 if r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, k)
                     .is_err()
                 {

@@ -44,7 +44,7 @@ fn wrong_expectations() -> Vec<Case> {
         Case::new(
             "selftest::wrong::sighandler_pkey0_disabled",
             Needs::PKEYS,
-            |c| crate::signals::handler_with_pkey0_disabled(c),
+            crate::signals::handler_with_pkey0_disabled,
         ),
         Case::new("selftest::wrong::ltp_pkey01", Needs::PKEYS, |c| {
             crate::ltp::pkey01(c, AD, libc::PROT_READ, Kind::Anon)

@@ -352,7 +352,10 @@ impl Drop for Region {
 impl Region {
     /// Volatile read of the little-endian u32 at `off` (4-byte aligned).
     pub fn read_u32(&self, off: usize) -> u32 {
-        assert!(off % 4 == 0 && off + 4 <= self.len, "bad u32 offset {off}");
+        assert!(
+            off.is_multiple_of(4) && off + 4 <= self.len,
+            "bad u32 offset {off}"
+        );
         // SAFETY: aligned and inside this live mapping (checked above).
         unsafe { (self.ptr.add(off) as *const u32).read_volatile() }
     }

@@ -135,6 +135,7 @@ mod tests {
             xsave_pkru_offset: 2688,
             xsave_pkru_size: 4,
             xsave_size: 2696,
+            xsave_max_size: 2696,
         }
     }
 

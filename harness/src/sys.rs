@@ -150,7 +150,7 @@ pub fn vmsplice_gift(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> 
 }
 
 /// `futex(word, FUTEX_WAIT, expected, NULL)`.
-pub fn futex_wait(word: *mut u32, expected: u32) -> Result<i32, Errno> {
+pub fn futex_wait(word: usize, expected: u32) -> Result<i32, Errno> {
     // SAFETY: the kernel reads the word (checking access) and may sleep; no timeout pointer.
     ret(unsafe {
         libc::syscall(
