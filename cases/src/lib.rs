@@ -20,10 +20,12 @@ pub mod mseal;
 pub mod ptrace;
 pub mod race;
 pub mod register;
+pub mod remote;
 pub mod selftest;
 pub mod signals;
 pub mod support;
 mod util;
+pub mod vma;
 
 use pkeys_harness::Case;
 
@@ -41,6 +43,8 @@ pub fn all() -> Vec<Case> {
     v.extend(register::cases());
     v.extend(ptrace::cases());
     v.extend(ltp::cases());
+    v.extend(vma::cases());
+    v.extend(remote::cases());
     v.extend(args::cases());
     v.extend(lifecycle::cases());
     v.extend(race::cases());

@@ -68,7 +68,9 @@ pub fn cases() -> Vec<Case> {
             move |c| mlock_under_denied_key(c, rights),
         ));
     }
-    v.push(Case::new("vma::kinds::ksm_merged", p, ksm_merged).with_timeout(Duration::from_secs(40)));
+    v.push(
+        Case::new("vma::kinds::ksm_merged", p, ksm_merged).with_timeout(Duration::from_secs(40)),
+    );
     v
 }
 
@@ -273,7 +275,10 @@ fn adjacent_same_key_merge(ctx: &mut Ctx) -> Outcome {
     let (start, end) = (r.addr(), r.addr() + 2 * pg);
     let k1 = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
     let k2 = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
-    sysfail("pkey_mprotect(page 0)", sys::pkey_mprotect(start, pg, RW, k1))?;
+    sysfail(
+        "pkey_mprotect(page 0)",
+        sys::pkey_mprotect(start, pg, RW, k1),
+    )?;
     sysfail(
         "pkey_mprotect(page 1)",
         sys::pkey_mprotect(start + pg, pg, RW, k2),
@@ -624,7 +629,10 @@ fn ksm_body(ctx: &mut Ctx) -> Outcome {
         r.write(off, (off % pg % 251) as u8 + 1);
     }
     let key = crate::util::alloc_random_key(ctx, 0, 12)?;
-    sysfail("pkey_mprotect(page 0)", sys::pkey_mprotect(r.addr(), pg, RW, key))?;
+    sysfail(
+        "pkey_mprotect(page 0)",
+        sys::pkey_mprotect(r.addr(), pg, RW, key),
+    )?;
     match sys::madvise(r.addr(), 2 * pg, libc::MADV_MERGEABLE) {
         Ok(()) => {}
         Err(Errno::EINVAL) => pkeys_harness::skip!("madvise(MADV_MERGEABLE): EINVAL (no KSM)"),

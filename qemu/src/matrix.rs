@@ -302,13 +302,42 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
         names.join(", "),
         opts.out.display()
     );
+    println!("{}", closing_line(&results));
     Ok(results)
+}
+
+/// The plain closing line CI systems read: `matrix: N passed, N failed, N skipped`. Passed counts
+/// PASS and XFAIL (an expected, explained result); failed counts FAIL, XPASS, TIMEOUT and ERROR.
+pub fn closing_line(results: &Results) -> String {
+    use pkeys_report::Verdict;
+    let (mut pass, mut fail, mut skip) = (0usize, 0usize, 0usize);
+    for c in results.runs.iter().flat_map(|r| &r.cases) {
+        match c.verdict {
+            Verdict::Pass | Verdict::XFail => pass += 1,
+            Verdict::Skip => skip += 1,
+            Verdict::Fail | Verdict::XPass | Verdict::Timeout | Verdict::Error => fail += 1,
+        }
+    }
+    format!("matrix: {pass} passed, {fail} failed, {skip} skipped")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn closing_line_counts_every_verdict() {
+        use pkeys_report::{CaseResult, GuestRun, KernelInfo, Verdict};
+        let mut run = GuestRun::new("g", KernelInfo::default(), "max", "");
+        for (i, v) in [Verdict::Pass, Verdict::XFail, Verdict::Skip, Verdict::Fail, Verdict::XPass, Verdict::Timeout, Verdict::Error]
+            .into_iter()
+            .enumerate()
+        {
+            run.cases.push(CaseResult::new(format!("a::{i}"), v));
+        }
+        assert_eq!(closing_line(&Results::new(vec![run])), "matrix: 2 passed, 4 failed, 1 skipped");
+    }
 
     fn plans() -> Vec<GuestPlan> {
         let c = Config::parse(
