@@ -26,6 +26,8 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("selftest::leaves_child_running", "FAIL"),
     ("selftest::pkru_clobbered", "FAIL"),
     ("selftest::deny_key0_touch_libc", "FAIL"),
+    ("selftest::leaks_keys_and_pkru", "PASS"),
+    ("selftest::fresh_state_after_leak", "PASS"),
     ("selftest::wrong::protection_keys_read_ad", "FAIL"),
     ("selftest::wrong::sighandler_pkey0_disabled", "FAIL"),
     ("selftest::wrong::ltp_pkey01", "FAIL"),
@@ -69,6 +71,22 @@ pub fn cases() -> Vec<Case> {
 
 fn base() -> Vec<Case> {
     vec![
+        Case::new("selftest::leaks_keys_and_pkru", Needs::PKEYS, |_| {
+            for _ in 0..5 {
+                pkru::alloc(0, 0).map_err(|e| Stop::Fail(e.to_string()))?;
+            }
+            pkru::write(0x5555_5554 & !pkru::ad_bit(3) | pkru::wd_bit(0));
+            Ok(())
+        }),
+        Case::new("selftest::fresh_state_after_leak", Needs::PKEYS, |c| {
+            pkeys_harness::check_pkru!(pkru::read(), init_pkru(c), "PKRU of the next case");
+            let mut n = 0;
+            while pkru::alloc(0, 0).is_ok() {
+                n += 1;
+            }
+            pkeys_harness::check_eq!(n, 15, "keys allocatable in the next case");
+            Ok(())
+        }),
         Case::new("selftest::missing_fault", Needs::NONE, missing_fault),
         Case::new("selftest::wrong_si_pkey", Needs::PKEYS, wrong_si_pkey),
         Case::new("selftest::unexpected_sigbus", Needs::NONE, |_| {

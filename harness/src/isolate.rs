@@ -79,6 +79,9 @@ fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
         id: case.id.clone(),
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&mut ctx)));
+    if caps.pkeys.is_ok() {
+        report_leftovers(&mut ctx, caps.start_pkru);
+    }
     let line = match result {
         Ok(Ok(())) => match pkru::take_mismatch() {
             None => "V PASS".to_string(),
@@ -101,6 +104,25 @@ fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
     };
     send(fd, &format!("{}\n", line.replace('\n', " | ")));
     sys::exit_now(0)
+}
+
+/// Report what the case left behind in its process: keys still allocated and a PKRU other than
+/// the one it started with. Both die with the process (fork-per-case contains them); the line says
+/// so, so a case that leaks is visible without failing it.
+fn report_leftovers(ctx: &mut Ctx, start: Option<u32>) {
+    let now = pkru::rdpkru();
+    let mut free = 0;
+    while sys::pkey_alloc_raw(0, 0).is_ok() {
+        free += 1;
+    }
+    let held = 15 - free.min(15);
+    let changed = start.is_some_and(|s| s != now);
+    if held > 0 || changed {
+        ctx.diag(format!(
+            "left behind: {held} key(s) allocated, PKRU {} (contained: the case's process exits)",
+            pkru::fmt(now)
+        ));
+    }
 }
 
 /// What the parent collected from the pipe.

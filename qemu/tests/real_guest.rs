@@ -253,6 +253,35 @@ fn qemu_killed(p: &Prereqs, out: &Path) -> Result<(), Failed> {
     check(qemu_children().is_empty(), "no qemu left")
 }
 
+/// The fault-injection cases in a real PKU guest: every one gets exactly its expected verdict,
+/// including those that need protection keys (SKIP on a host without PKU).
+fn selftests_in_guest(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let (run, _) = boot(&spec(p, "selftest", "", &["--selftest"], 120, 60), &p.base, &p.qemu, out);
+    check(message(&run).is_empty(), format!("guest error: {}", message(&run)))?;
+    check(run.complete, "stream complete")?;
+    for (id, want) in pkeys_cases::selftest::EXPECTED {
+        let got = run.cases.iter().find(|c| c.id == *id).map(|c| c.verdict.to_string());
+        check(got.as_deref() == Some(*want), format!("{id}: expected {want}, got {got:?}"))?;
+    }
+    check(run.cases.len() == pkeys_cases::selftest::EXPECTED.len(), "one result per injection")
+}
+
+/// A kernel panic after the suite started: ERROR with the console's last lines, never retried,
+/// and the result streamed before the panic is kept.
+fn panic_after_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let args = ["--selftest", "--exact", "selftest::after_hang", "--inject-panic"];
+    let (run, took) = boot(&spec(p, "panic", "", &args, 60, 60), &p.base, &p.qemu, out);
+    check(run.attempts == 1, "never retried after the suite started")?;
+    check(message(&run).starts_with("kernel crashed: "), message(&run))?;
+    let RunStatus::Error { console_tail, .. } = &run.status else {
+        unreachable!()
+    };
+    check(console_tail.iter().any(|l| l.contains("sysrq")), format!("console tail: {console_tail:?}"))?;
+    let kept = run.cases.iter().any(|c| c.id == "selftest::after_hang" && c.verdict == pkeys_report::Verdict::Pass);
+    check(kept, format!("streamed result kept: {:?}", run.cases))?;
+    check(took < Duration::from_secs(30), format!("took {took:?}"))
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
@@ -266,6 +295,8 @@ fn main() {
         guest_trial("real_guest::hang_before_start", hang_before_start),
         guest_trial("real_guest::hang_after_start", hang_after_start),
         guest_trial("real_guest::qemu_killed", qemu_killed),
+        guest_trial("real_guest::selftests_in_guest", selftests_in_guest),
+        guest_trial("real_guest::panic_after_start", panic_after_start),
     ];
     libtest_mimic::run(&args, trials).exit();
 }

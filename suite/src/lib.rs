@@ -2,7 +2,8 @@
 //! `cargo nextest run` run it), a KTAP mode for guests and CI, and the guest init.
 //!
 //! Extra options on top of libtest's: `--format ktap`, `--selftest` (the fault-injection cases
-//! instead of the conformance cases), `--seed N` (random key choice and key churn, printed in the
+//! instead of the conformance cases), `--inject-panic` (guests only: crash the kernel after the
+//! selected cases, to test the runner), `--seed N` (random key choice and key churn, printed in the
 //! header so a run can be reproduced), `--iterations N` (repeat the whole list, like the C
 //! selftest's rounds), `--timeout-scale F`.
 #![warn(missing_docs)]
@@ -43,6 +44,10 @@ pub fn main_entry() -> ExitCode {
         iteration: 0,
         timeout_scale: extra.timeout_scale,
     };
+    if extra.inject_panic && std::env::var_os("PKEYS_GUEST").is_none() {
+        eprintln!("pkeys-suite: --inject-panic crashes the kernel; it only runs inside a pkeys-qemu guest");
+        return ExitCode::from(2);
+    }
     if extra.ktap && !args.list {
         return run_ktap(&args, &extra, cases, &caps, &opts);
     }
@@ -146,6 +151,11 @@ fn run_ktap(
             *counts.entry(r.verdict.name()).or_default() += 1;
             bad |= r.verdict.is_bad();
             w.result(&r)?;
+        }
+        if extra.inject_panic {
+            w.diag("pkeys-suite: injecting a kernel panic (sysrq c)")?;
+            let _ = std::fs::write("/proc/sys/kernel/sysrq", "1");
+            let _ = std::fs::write("/proc/sysrq-trigger", "c");
         }
         let summary: Vec<String> = counts
             .iter()

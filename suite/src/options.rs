@@ -13,6 +13,9 @@ pub struct Extra {
     pub timeout_scale: f64,
     /// `--iterations N`.
     pub iterations: u32,
+    /// `--inject-panic`: after the selected cases, crash the kernel (guests only; fault injection
+    /// for the runner's tests).
+    pub inject_panic: bool,
 }
 
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, name: &str) -> Result<&'a String, String> {
@@ -46,6 +49,7 @@ pub fn split(argv: &[String]) -> Result<(Extra, Vec<String>), String> {
             }
             "--format=ktap" => extra.ktap = true,
             "--selftest" => extra.selftest = true,
+            "--inject-panic" => extra.inject_panic = true,
             "--seed" => {
                 let v = value(&mut it, "--seed")?;
                 extra.seed = v.parse().map_err(|_| format!("--seed {v}: not a number"))?;
