@@ -90,7 +90,12 @@ pub fn cases() -> Vec<Case> {
         Case::new("remote::ptrace_poke::readonly", p.ptrace(), |c| {
             poke(c, libc::PROT_READ)
         }),
-        Case::new("remote::core_dump_xstate_pkru", p, core_dump_pkru),
+        Case::new("remote::core_dump_xstate_pkru::after_switch", p, |c| {
+            core_dump_pkru(c, true)
+        }),
+        Case::new("remote::core_dump_xstate_pkru::immediate", p, |c| {
+            core_dump_pkru(c, false)
+        }),
     ]);
     v
 }
@@ -523,14 +528,20 @@ fn poke(ctx: &mut Ctx, prot: i32) -> Outcome {
 /// other key a different pattern.
 const CORE_PKRU: u32 = 0xa5a5_a5a0;
 const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
+/// Children dumped per case.
+const CORE_ROUNDS: usize = 5;
 
 /// The core dump of a process killed by SIGABRT carries its PKRU: the `NT_X86_XSTATE` note of the
 /// ELF core (core(5); the regset ptrace's PTRACE_GETREGSET returns) holds the XSAVE area in the
 /// standard format, with XSTATE_BV bit 9 set and PKRU at the CPUID offset equal to the value the
-/// child wrote just before it raised SIGABRT. Needs root to point `core_pattern` at `/tmp`
-/// (restored afterwards); the child sets RLIMIT_CORE unlimited and `coredump_filter` 0 (notes
-/// only).
-fn core_dump_pkru(ctx: &mut Ctx) -> Outcome {
+/// child wrote before it raised SIGABRT. Each of [`CORE_ROUNDS`] children writes the value and,
+/// with `sleep`, sleeps 20 ms (a context switch, which stores the live PKRU in the kernel's
+/// per-task copy) before raising SIGABRT; without it, raises at once — the note must still carry
+/// the live value (7.2, 6.1 and 5.10 write the PKRU the task had at its last context switch or
+/// fork instead: the regset copies the per-task `thread.pkru`, which is only refreshed when the
+/// task is switched out). Needs root to point `core_pattern` at `/tmp` (restored afterwards); the child
+/// sets RLIMIT_CORE unlimited and `coredump_filter` 0 (notes only).
+fn core_dump_pkru(ctx: &mut Ctx, sleep: bool) -> Outcome {
     if !sys::is_root() {
         skip!("core_pattern can't be set (not root)");
     }
@@ -539,12 +550,39 @@ fn core_dump_pkru(ctx: &mut Ctx) -> Outcome {
     if let Err(e) = std::fs::write(CORE_PATTERN, "/tmp/core.%p") {
         skip!("core_pattern can't be set: {e}");
     }
-    let res = core_body(ctx);
+    let at_fork = pkru::read();
+    let mut seen = Vec::new();
+    let mut res = Ok(());
+    for _ in 0..CORE_ROUNDS {
+        match core_round(ctx, sleep) {
+            Ok(v) => seen.push(v),
+            Err(e) => {
+                res = Err(e);
+                break;
+            }
+        }
+    }
     let _ = std::fs::write(CORE_PATTERN, old.trim_end());
-    res
+    res?;
+    let shown: Vec<String> = seen.iter().map(|&v| pkru::fmt(v)).collect();
+    ctx.diag(format!(
+        "PKRU in the cores of {} children: {} (the children's PKRU at fork: {})",
+        seen.len(),
+        shown.join(" "),
+        pkru::fmt(at_fork)
+    ));
+    let right = seen.iter().filter(|&&v| v == CORE_PKRU).count();
+    check_eq!(
+        right,
+        CORE_ROUNDS,
+        "cores whose NT_X86_XSTATE PKRU is the {} the child set",
+        pkru::fmt(CORE_PKRU)
+    );
+    Ok(())
 }
 
-fn core_body(ctx: &mut Ctx) -> Outcome {
+/// One child: set PKRU, maybe sleep, raise SIGABRT; the PKRU found in its core.
+fn core_round(ctx: &mut Ctx, sleep: bool) -> Result<u32, Stop> {
     let child = sysfail(
         "fork",
         pt::fork_child(|| {
@@ -555,6 +593,9 @@ fn core_body(ctx: &mut Ctx) -> Outcome {
             }
             let _ = std::fs::write("/proc/self/coredump_filter", "0");
             pkru::wrpkru_raw(CORE_PKRU);
+            if sleep {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             sys::raise(libc::SIGABRT);
             21
         }),
@@ -574,7 +615,6 @@ fn core_body(ctx: &mut Ctx) -> Outcome {
         Ok(c) => c,
         Err(e) => skip!("no core appeared at {path}: {e}"),
     };
-    ctx.diag(format!("core {path}: {} bytes", core.len()));
     let notes = elf_notes(&core).map_err(|m| Stop::Fail(format!("core: {m}")))?;
     let xs: Vec<&[u8]> = notes
         .iter()
@@ -592,7 +632,8 @@ fn core_body(ctx: &mut Ctx) -> Outcome {
     let bv = u64::from_le_bytes(x[512..520].try_into().unwrap());
     let got = u32::from_le_bytes(x[off..off + 4].try_into().unwrap());
     ctx.diag(format!(
-        "note {} bytes, XSTATE_BV {bv:#x}, PKRU at {off:#x} = {}",
+        "core {path}: {} bytes, note {} bytes, XSTATE_BV {bv:#x}, PKRU at {off:#x} = {}",
+        core.len(),
         x.len(),
         pkru::fmt(got)
     ));
@@ -600,8 +641,7 @@ fn core_body(ctx: &mut Ctx) -> Outcome {
         bv & fault::XSTATE_PKRU != 0,
         "XSTATE_BV bit 9 clear in the core's xstate: {bv:#x}"
     );
-    pkeys_harness::check_pkru!(got, CORE_PKRU, "PKRU in the core's NT_X86_XSTATE note");
-    Ok(())
+    Ok(got)
 }
 
 /// One ELF note: name (without the NUL), type, descriptor.

@@ -75,7 +75,7 @@ fn base() -> Vec<Case> {
             for _ in 0..5 {
                 pkru::alloc(0, 0).map_err(|e| Stop::Fail(e.to_string()))?;
             }
-            pkru::write(0x5555_5554 & !pkru::ad_bit(3) | pkru::wd_bit(0));
+            pkru::write(0x5555_5554 & !pkru::ad_bit(3) | pkru::wd_bit(2));
             Ok(())
         }),
         Case::new("selftest::fresh_state_after_leak", Needs::PKEYS, |c| {

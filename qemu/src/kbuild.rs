@@ -20,6 +20,11 @@ use anyhow::{Context, Result, bail};
 
 use crate::apt::{self, PrivateApt};
 
+/// The default configuration fragment, `<workspace>/ci/pkeys.config`.
+pub fn default_fragment() -> PathBuf {
+    crate::paths::workspace_root().join("ci/pkeys.config")
+}
+
 /// The base configuration target the fragment is merged onto.
 pub const BASE_CONFIG: &str = "tinyconfig";
 /// The normalised fragment last merged into a build folder (its presence marks a `.config`
@@ -256,9 +261,14 @@ impl Tree {
 
 /// Whether `dir` looks like a kernel source tree.
 pub fn is_source_tree(dir: &Path) -> bool {
-    ["Makefile", "Kconfig", "arch/x86/Kconfig", "scripts/kconfig/merge_config.sh"]
-        .iter()
-        .all(|f| dir.join(f).is_file())
+    [
+        "Makefile",
+        "Kconfig",
+        "arch/x86/Kconfig",
+        "scripts/kconfig/merge_config.sh",
+    ]
+    .iter()
+    .all(|f| dir.join(f).is_file())
 }
 
 /// The source tree an `O=` build folder's generated Makefile includes
@@ -314,15 +324,42 @@ pub struct Tool {
 /// What a tinyconfig x86-64 build needs (objtool needs libelf; `bc` for timeconst; `xz` for
 /// the tinyconfig's compressed image; `perl` for headers; `cpio`/`zstd` are not needed).
 pub const BUILD_TOOLS: &[Tool] = &[
-    Tool { what: "gcc", package: "gcc" },
-    Tool { what: "make", package: "make" },
-    Tool { what: "flex", package: "flex" },
-    Tool { what: "bison", package: "bison" },
-    Tool { what: "bc", package: "bc" },
-    Tool { what: "perl", package: "perl" },
-    Tool { what: "xz", package: "xz-utils" },
-    Tool { what: "/usr/include/gelf.h", package: "libelf-dev" },
-    Tool { what: "/usr/include/openssl/ssl.h", package: "libssl-dev" },
+    Tool {
+        what: "gcc",
+        package: "gcc",
+    },
+    Tool {
+        what: "make",
+        package: "make",
+    },
+    Tool {
+        what: "flex",
+        package: "flex",
+    },
+    Tool {
+        what: "bison",
+        package: "bison",
+    },
+    Tool {
+        what: "bc",
+        package: "bc",
+    },
+    Tool {
+        what: "perl",
+        package: "perl",
+    },
+    Tool {
+        what: "xz",
+        package: "xz-utils",
+    },
+    Tool {
+        what: "/usr/include/gelf.h",
+        package: "libelf-dev",
+    },
+    Tool {
+        what: "/usr/include/openssl/ssl.h",
+        package: "libssl-dev",
+    },
 ];
 
 fn on_path(prog: &str, path_var: &std::ffi::OsStr) -> bool {
@@ -436,9 +473,7 @@ fn make(source: &Path, objtree: &Path, in_tree: bool) -> Command {
 }
 
 fn run_quiet(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {what}"))?;
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
         let text = format!(
             "{}{}",
@@ -553,12 +588,13 @@ pub fn build(opts: &BuildOptions, say: &dyn Fn(&str)) -> Result<Built> {
     )?;
     let build_secs = started.elapsed().as_secs_f64();
     let image = objtree.join(IMAGE);
-    crate::kernel::check_image(&image)
-        .with_context(|| format!("make bzImage succeeded but left no image in {}", image.display()))?;
-    say(&format!(
-        "built {} in {build_secs:.0} s",
-        image.display()
-    ));
+    crate::kernel::check_image(&image).with_context(|| {
+        format!(
+            "make bzImage succeeded but left no image in {}",
+            image.display()
+        )
+    })?;
+    say(&format!("built {} in {build_secs:.0} s", image.display()));
     Ok(Built {
         image,
         objtree,
@@ -594,15 +630,18 @@ pub fn check_required(
 pub fn progress_step(line: &str) -> Option<&str> {
     let line = line.strip_prefix("  ")?;
     let (tag, rest) = line.split_once(' ')?;
-    (!tag.is_empty() && tag.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-        .then(|| rest.trim())
+    (!tag.is_empty()
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+    .then(|| rest.trim())
 }
 
 /// Runs `make`, writing everything to `log` and a progress line to `say` every 10 s; on
 /// failure the error carries the last error lines.
 fn run_make_streaming(cmd: &mut Command, log: &Path, say: &dyn Fn(&str)) -> Result<()> {
-    let mut file = std::fs::File::create(log)
-        .with_context(|| format!("cannot create {}", log.display()))?;
+    let mut file =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -708,7 +747,9 @@ pub const SOURCE_SUITES: &[&str] = &["trixie", "trixie-security"];
 pub fn source_package(series: &str) -> Result<String> {
     let ok = !series.is_empty()
         && series.split('.').count() == 2
-        && series.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        && series
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
     if !ok {
         bail!("kernel series {series:?}: expected MAJOR.MINOR, e.g. 6.12");
     }
@@ -747,9 +788,7 @@ pub fn fetch_source(
         let candidates = apt.candidates(&package)?;
         apt::newest(&candidates, suites, &package)
             .cloned()
-            .with_context(|| {
-                format!("no {package} in suite(s) {}", suites.join(", "))
-            })?
+            .with_context(|| format!("no {package} in suite(s) {}", suites.join(", ")))?
     };
     let dest = out.join(source_dir_name(&package, &best.version));
     if is_source_tree(&dest) {
@@ -792,14 +831,10 @@ pub fn fetch_source(
     }
     let inner = unpack.join(&package);
     if !is_source_tree(&inner) {
-        bail!(
-            "{} did not hold a kernel tree at {package}/",
-            deb.display()
-        );
+        bail!("{} did not hold a kernel tree at {package}/", deb.display());
     }
-    std::fs::rename(&inner, &dest).with_context(|| {
-        format!("cannot move the tree into place at {}", dest.display())
-    })?;
+    std::fs::rename(&inner, &dest)
+        .with_context(|| format!("cannot move the tree into place at {}", dest.display()))?;
     Ok(dest)
 }
 
@@ -838,8 +873,14 @@ mod tests {
         }
         let norm = f.normalized();
         assert!(!norm.contains("required"));
-        assert!(norm.contains("# CONFIG_PANIC_ON_OOPS is not set\n"), "{norm}");
-        assert!(norm.lines().all(|l| l.starts_with("CONFIG_") || l.ends_with(" is not set")));
+        assert!(
+            norm.contains("# CONFIG_PANIC_ON_OOPS is not set\n"),
+            "{norm}"
+        );
+        assert!(
+            norm.lines()
+                .all(|l| l.starts_with("CONFIG_") || l.ends_with(" is not set"))
+        );
     }
 
     #[test]
@@ -905,11 +946,19 @@ mod tests {
         let err = check_required(&f, "", Path::new("/b"), Path::new("ci/pkeys.config"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("/b/.config lacks options the suite needs: CONFIG_Y=y"), "{err}");
+        assert!(
+            err.contains("/b/.config lacks options the suite needs: CONFIG_Y=y"),
+            "{err}"
+        );
     }
 
     fn fake_source(dir: &Path) {
-        for f in ["Makefile", "Kconfig", "arch/x86/Kconfig", "scripts/kconfig/merge_config.sh"] {
+        for f in [
+            "Makefile",
+            "Kconfig",
+            "arch/x86/Kconfig",
+            "scripts/kconfig/merge_config.sh",
+        ] {
             let p = dir.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, "").unwrap();
@@ -946,7 +995,9 @@ mod tests {
         assert_eq!(tree_image(&t), obj.join("arch/x86/boot/bzImage"));
         assert_eq!(tree_short(&t), "build");
         // Errors.
-        let err = detect_tree(&tmp.path().join("nope")).unwrap_err().to_string();
+        let err = detect_tree(&tmp.path().join("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope: No such file"), "{err}");
         let plain = tmp.path().join("plain");
         std::fs::create_dir(&plain).unwrap();
@@ -987,9 +1038,18 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("gcc"), "").unwrap();
         let tools = [
-            Tool { what: "gcc", package: "gcc" },
-            Tool { what: "flex", package: "flex" },
-            Tool { what: "/nonexistent/gelf.h", package: "libelf-dev" },
+            Tool {
+                what: "gcc",
+                package: "gcc",
+            },
+            Tool {
+                what: "flex",
+                package: "flex",
+            },
+            Tool {
+                what: "/nonexistent/gelf.h",
+                package: "libelf-dev",
+            },
         ];
         let missing = missing_tools(&tools, tmp.path().as_os_str());
         let pk: Vec<&str> = missing.iter().map(|t| t.package).collect();

@@ -448,6 +448,9 @@ impl Resolver {
 }
 
 fn resolve_path(spec: &str, path: &Path) -> Result<ResolvedKernel> {
+    if path.is_dir() {
+        return resolve_tree(spec, path);
+    }
     check_image(path)?;
     let release = image_release(path);
     let short = path
@@ -466,6 +469,24 @@ fn resolve_path(spec: &str, path: &Path) -> Result<ResolvedKernel> {
         },
         short,
     })
+}
+
+/// A kernel source or build tree: its `arch/x86/boot/bzImage`, which must exist (the runner's
+/// `run --kernel DIR` builds it first with [`crate::kbuild::build`]).
+fn resolve_tree(spec: &str, dir: &Path) -> Result<ResolvedKernel> {
+    let tree = crate::kbuild::detect_tree(dir)?;
+    let image = crate::kbuild::tree_image(&tree);
+    if !image.exists() {
+        bail!(
+            "kernel tree {}: no {} yet; build it with `pkeys-qemu kernel build --source {}`",
+            dir.display(),
+            crate::kbuild::IMAGE,
+            dir.display()
+        );
+    }
+    let mut k = resolve_path(spec, &image)?;
+    k.short = crate::kbuild::tree_short(&tree);
+    Ok(k)
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! - [`qemu`] builds the qemu command line and [`guest`] boots one guest, watches its console
 //!   and result UART, and turns what it saw into a [`pkeys_report::GuestRun`];
 //! - [`matrix`] runs many guests concurrently and hands the results to `pkeys_report`;
-//! - [`cleanup`] makes sure no qemu outlives the command (SIGINT/SIGTERM included).
+//! - [`cleanup`] makes sure no qemu outlives the command (SIGINT/SIGTERM included);
+//! - [`kbuild`] builds a kernel under test from a source tree (patch validation).
 #![warn(missing_docs)]
 
 pub mod apt;
@@ -19,6 +20,7 @@ pub mod cpio;
 pub mod debver;
 pub mod guest;
 pub mod initramfs;
+pub mod kbuild;
 pub mod kernel;
 pub mod matrix;
 pub mod paths;

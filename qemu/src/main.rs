@@ -28,9 +28,12 @@ enum Command {
     Matrix(MatrixArgs),
     /// Resolve and fetch kernels into the cache (all, or the named ones) without booting.
     Fetch(FetchArgs),
+    /// Build a kernel under test, or fetch a Debian kernel source tree (patch validation).
+    #[command(subcommand)]
+    Kernel(KernelCommand),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct Common {
     /// The kernels file.
     #[arg(long, value_name = "FILE")]
@@ -46,11 +49,19 @@ struct Common {
     refresh: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct RunArgs {
-    /// A bzImage/vmlinuz path, or debian:<name> from kernels.toml (e.g. debian:6.12).
+    /// A bzImage/vmlinuz path, a kernel source or build tree (built first), or debian:<name>
+    /// from kernels.toml (e.g. debian:6.12).
     #[arg(long, value_name = "SPEC")]
     kernel: String,
+    /// Run this kernel too (same forms as --kernel) into OUT/baseline, --kernel into OUT/after,
+    /// and list the cases whose verdict changed; exit 1 if anything got worse.
+    #[arg(long, value_name = "SPEC")]
+    baseline: Option<String>,
+    /// With a kernel tree: boot its bzImage as it is, without running make.
+    #[arg(long)]
+    no_build: bool,
     /// qemu CPU model (with PKU under TCG: max, Skylake-Server, EPYC-Milan, ...).
     #[arg(long, default_value = "max", value_name = "MODEL")]
     cpu: String,
@@ -125,6 +136,8 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd_run(a),
         Command::Matrix(a) => cmd_matrix(a),
         Command::Fetch(a) => cmd_fetch(a),
+        Command::Kernel(KernelCommand::Build(a)) => cmd_kernel_build(a),
+        Command::Kernel(KernelCommand::Source(a)) => cmd_kernel_source(a),
     };
     match result {
         _ if cleanup::interrupted() => {
@@ -160,12 +173,19 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
     if let Err(e) = config::check_append(&a.append) {
         bail!("--append: {e}");
     }
+    if a.baseline.is_some() {
+        return cmd_run_baseline(a);
+    }
     let debian = a.kernel.starts_with("debian:");
     let cfg = load_config(a.common.config.clone(), debian)?;
     if !debian {
         // Bad paths are reported before anything else is looked at.
         let path = std::path::Path::new(&a.kernel);
-        if path.exists()
+        if path.is_dir() {
+            if !a.no_build {
+                build_tree(path)?;
+            }
+        } else if path.exists()
             || cfg
                 .as_ref()
                 .is_none_or(|c| !c.file.kernels.contains_key(&a.kernel))
@@ -334,4 +354,188 @@ fn cmd_fetch(a: FetchArgs) -> Result<u8> {
         }
     }
     Ok(u8::from(failed > 0))
+}
+
+#[derive(Debug, Subcommand)]
+enum KernelCommand {
+    /// Configure (tinyconfig + ci/pkeys.config) and build a bzImage from a kernel tree.
+    Build(KernelBuildArgs),
+    /// Fetch Debian's linux-source-<SERIES> and unpack it into the cache; prints the tree.
+    Source(KernelSourceArgs),
+}
+
+#[derive(Debug, Args)]
+struct KernelBuildArgs {
+    /// A kernel source tree, or a build folder of one (make O=...).
+    #[arg(long, value_name = "DIR")]
+    source: PathBuf,
+    /// Build folder (make O=DIR; default: in the tree, or the build folder given).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The configuration fragment (default: ci/pkeys.config).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// make -j (default: the number of cores).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    /// Configure again even when the .config is up to date (or was not written by pkeys-qemu).
+    #[arg(long)]
+    reconfigure: bool,
+}
+
+#[derive(Debug, Args)]
+struct KernelSourceArgs {
+    /// The kernel series, e.g. 6.12 (Debian package linux-source-6.12).
+    series: String,
+    /// Where to unpack (default: <cache>/src).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Debian suites to search, newest version wins (default: trixie, trixie-security).
+    #[arg(long = "suite", value_name = "SUITE")]
+    suites: Vec<String>,
+    /// Update the Debian package lists even when they are fresh.
+    #[arg(long)]
+    refresh: bool,
+}
+
+fn jobs_default() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn say(msg: &str) {
+    eprintln!("pkeys-qemu: {msg}");
+}
+
+/// `run --kernel DIR`: builds the tree's bzImage (incrementally, configuring only when needed).
+fn build_tree(dir: &std::path::Path) -> Result<()> {
+    let opts = pkeys_qemu::kbuild::BuildOptions {
+        tree: dir.to_path_buf(),
+        out: None,
+        fragment: pkeys_qemu::kbuild::default_fragment(),
+        jobs: jobs_default(),
+        reconfigure: false,
+    };
+    pkeys_qemu::kbuild::build(&opts, &say)?;
+    Ok(())
+}
+
+fn cmd_kernel_build(a: KernelBuildArgs) -> Result<u8> {
+    let opts = pkeys_qemu::kbuild::BuildOptions {
+        tree: a.source,
+        out: a.out,
+        fragment: a
+            .config
+            .unwrap_or_else(pkeys_qemu::kbuild::default_fragment),
+        jobs: a.jobs.unwrap_or_else(jobs_default),
+        reconfigure: a.reconfigure,
+    };
+    let built = pkeys_qemu::kbuild::build(&opts, &say)?;
+    println!("{}", built.image.display());
+    Ok(0)
+}
+
+fn cmd_kernel_source(a: KernelSourceArgs) -> Result<u8> {
+    let suites: Vec<String> = if a.suites.is_empty() {
+        pkeys_qemu::kbuild::SOURCE_SUITES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    } else {
+        a.suites
+    };
+    // Share the runner's apt state: its sources.list lists the suites of kernels.toml (plus
+    // ours when they are not among them).
+    let mut all = load_config(None, false)?
+        .map(|c| c.all_suites())
+        .unwrap_or_default();
+    for s in &suites {
+        if !all.contains(s) {
+            all.push(s.clone());
+        }
+    }
+    let cache = paths::cache_root();
+    let out = a.out.unwrap_or_else(|| cache.join("src"));
+    let tree = pkeys_qemu::kbuild::fetch_source(
+        &a.series,
+        &suites,
+        &all,
+        &cache.join("apt"),
+        &out,
+        a.refresh,
+        &say,
+    )?;
+    println!("{}", tree.display());
+    Ok(0)
+}
+
+/// A file-name-safe short name for a kernel spec (the guest name of a baseline comparison).
+fn spec_short(spec: &str) -> String {
+    if let Some(name) = spec.strip_prefix("debian:") {
+        return config::cpu_slug(name);
+    }
+    let path = std::path::Path::new(spec);
+    if let Ok(tree) = pkeys_qemu::kbuild::detect_tree(path) {
+        return pkeys_qemu::kbuild::tree_short(&tree);
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let slug = config::cpu_slug(stem);
+    if slug.is_empty() {
+        "kernel".to_owned()
+    } else {
+        slug
+    }
+}
+
+/// `run --kernel A --baseline B`: both kernels under one guest name, into OUT/baseline and
+/// OUT/after, then `pkeys_report::compare`.
+fn cmd_run_baseline(a: RunArgs) -> Result<u8> {
+    let baseline = a.baseline.clone().expect("checked by the caller");
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", spec_short(&a.kernel), config::cpu_slug(&a.cpu)));
+    let out = a.out.clone().unwrap_or_else(|| {
+        paths::workspace_root()
+            .join("out")
+            .join(format!("{name}-vs-baseline"))
+    });
+    // Build both trees first: a patch that does not compile fails before anything boots.
+    for spec in [&a.kernel, &baseline] {
+        let path = std::path::Path::new(spec.as_str());
+        if path.is_dir() && !a.no_build {
+            build_tree(path)?;
+        }
+    }
+    let mut runs = Vec::new();
+    for (role, spec) in [("baseline", baseline.clone()), ("after", a.kernel.clone())] {
+        let mut one = a.clone();
+        one.baseline = None;
+        one.no_build = true;
+        one.kernel = spec.clone();
+        one.name = Some(name.clone());
+        one.out = Some(out.join(role));
+        say(&format!("{role}: {spec}"));
+        let code = cmd_run(one)?;
+        if cleanup::interrupted() {
+            return Ok(1);
+        }
+        let results = Results::load(out.join(role).join("results.json"))
+            .with_context(|| format!("cannot read the {role} results"))?;
+        runs.push((code, results));
+    }
+    let cmp = pkeys_report::compare(&runs[0].1, &runs[1].1);
+    println!("verdict changes, {baseline} -> {}:", a.kernel);
+    print!("{cmp}");
+    let worse = cmp.is_worse();
+    say(&format!(
+        "{}; results in {} and {}",
+        if worse {
+            "something got worse"
+        } else {
+            "nothing got worse"
+        },
+        out.join("baseline").display(),
+        out.join("after").display()
+    ));
+    Ok(u8::from(worse))
 }

@@ -330,13 +330,24 @@ mod tests {
     fn closing_line_counts_every_verdict() {
         use pkeys_report::{CaseResult, GuestRun, KernelInfo, Verdict};
         let mut run = GuestRun::new("g", KernelInfo::default(), "max", "");
-        for (i, v) in [Verdict::Pass, Verdict::XFail, Verdict::Skip, Verdict::Fail, Verdict::XPass, Verdict::Timeout, Verdict::Error]
-            .into_iter()
-            .enumerate()
+        for (i, v) in [
+            Verdict::Pass,
+            Verdict::XFail,
+            Verdict::Skip,
+            Verdict::Fail,
+            Verdict::XPass,
+            Verdict::Timeout,
+            Verdict::Error,
+        ]
+        .into_iter()
+        .enumerate()
         {
             run.cases.push(CaseResult::new(format!("a::{i}"), v));
         }
-        assert_eq!(closing_line(&Results::new(vec![run])), "matrix: 2 passed, 4 failed, 1 skipped");
+        assert_eq!(
+            closing_line(&Results::new(vec![run])),
+            "matrix: 2 passed, 4 failed, 1 skipped"
+        );
     }
 
     fn plans() -> Vec<GuestPlan> {

@@ -256,28 +256,67 @@ fn qemu_killed(p: &Prereqs, out: &Path) -> Result<(), Failed> {
 /// The fault-injection cases in a real PKU guest: every one gets exactly its expected verdict,
 /// including those that need protection keys (SKIP on a host without PKU).
 fn selftests_in_guest(p: &Prereqs, out: &Path) -> Result<(), Failed> {
-    let (run, _) = boot(&spec(p, "selftest", "", &["--selftest"], 120, 60), &p.base, &p.qemu, out);
-    check(message(&run).is_empty(), format!("guest error: {}", message(&run)))?;
+    let (run, _) = boot(
+        &spec(p, "selftest", "", &["--selftest"], 120, 60),
+        &p.base,
+        &p.qemu,
+        out,
+    );
+    check(
+        message(&run).is_empty(),
+        format!("guest error: {}", message(&run)),
+    )?;
     check(run.complete, "stream complete")?;
     for (id, want) in pkeys_cases::selftest::EXPECTED {
-        let got = run.cases.iter().find(|c| c.id == *id).map(|c| c.verdict.to_string());
-        check(got.as_deref() == Some(*want), format!("{id}: expected {want}, got {got:?}"))?;
+        let got = run
+            .cases
+            .iter()
+            .find(|c| c.id == *id)
+            .map(|c| c.verdict.to_string());
+        check(
+            got.as_deref() == Some(*want),
+            format!("{id}: expected {want}, got {got:?}"),
+        )?;
     }
-    check(run.cases.len() == pkeys_cases::selftest::EXPECTED.len(), "one result per injection")
+    check(
+        run.cases.len() == pkeys_cases::selftest::EXPECTED.len(),
+        "one result per injection",
+    )?;
+    let leak = run
+        .cases
+        .iter()
+        .find(|c| c.id == "selftest::leaks_keys_and_pkru");
+    let said = leak.is_some_and(|c| {
+        c.diagnostics
+            .iter()
+            .any(|d| d.contains("left behind: 5 key(s) allocated, PKRU 0x55555534"))
+    });
+    check(said, format!("leftover state reported: {leak:?}"))
 }
 
 /// A kernel panic after the suite started: ERROR with the console's last lines, never retried,
 /// and the result streamed before the panic is kept.
 fn panic_after_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
-    let args = ["--selftest", "--exact", "selftest::after_hang", "--inject-panic"];
+    let args = [
+        "--selftest",
+        "--exact",
+        "selftest::after_hang",
+        "--inject-panic",
+    ];
     let (run, took) = boot(&spec(p, "panic", "", &args, 60, 60), &p.base, &p.qemu, out);
     check(run.attempts == 1, "never retried after the suite started")?;
     check(message(&run).starts_with("kernel crashed: "), message(&run))?;
     let RunStatus::Error { console_tail, .. } = &run.status else {
         unreachable!()
     };
-    check(console_tail.iter().any(|l| l.contains("sysrq")), format!("console tail: {console_tail:?}"))?;
-    let kept = run.cases.iter().any(|c| c.id == "selftest::after_hang" && c.verdict == pkeys_report::Verdict::Pass);
+    check(
+        console_tail.iter().any(|l| l.contains("sysrq")),
+        format!("console tail: {console_tail:?}"),
+    )?;
+    let kept = run
+        .cases
+        .iter()
+        .any(|c| c.id == "selftest::after_hang" && c.verdict == pkeys_report::Verdict::Pass);
     check(kept, format!("streamed result kept: {:?}", run.cases))?;
     check(took < Duration::from_secs(30), format!("took {took:?}"))
 }

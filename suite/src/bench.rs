@@ -49,7 +49,10 @@ pub fn overhead_mode(argv: &[String]) -> Option<ExitCode> {
     for _ in 0..n {
         let r = isolate::run(&case, &caps, &opts);
         if r.verdict != Verdict::Pass {
-            eprintln!("pkeys-suite: the empty case gave {} instead of PASS", r.verdict);
+            eprintln!(
+                "pkeys-suite: the empty case gave {} instead of PASS",
+                r.verdict
+            );
             return Some(ExitCode::from(1));
         }
     }

@@ -8,6 +8,7 @@
 //! selftest's rounds), `--timeout-scale F`.
 #![warn(missing_docs)]
 
+mod bench;
 pub mod init;
 mod options;
 
@@ -24,6 +25,9 @@ pub fn main_entry() -> ExitCode {
     init::run_if_pid1();
     pkeys_harness::sys::print_pkru_if_requested();
     let argv: Vec<String> = std::env::args().collect();
+    if let Some(code) = bench::overhead_mode(&argv) {
+        return code;
+    }
     let (extra, rest) = match options::split(&argv) {
         Ok(v) => v,
         Err(e) => {
@@ -45,7 +49,9 @@ pub fn main_entry() -> ExitCode {
         timeout_scale: extra.timeout_scale,
     };
     if extra.inject_panic && std::env::var_os("PKEYS_GUEST").is_none() {
-        eprintln!("pkeys-suite: --inject-panic crashes the kernel; it only runs inside a pkeys-qemu guest");
+        eprintln!(
+            "pkeys-suite: --inject-panic crashes the kernel; it only runs inside a pkeys-qemu guest"
+        );
         return ExitCode::from(2);
     }
     if extra.ktap && !args.list {
