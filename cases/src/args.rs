@@ -32,11 +32,16 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// `pkey_alloc` with any flag bit set fails with EINVAL and allocates nothing.
-fn alloc_flags(_ctx: &mut Ctx) -> Outcome {
+pub(crate) fn alloc_flags(ctx: &mut Ctx) -> Outcome {
+    let want = if ctx.wrong {
+        Errno::EPERM
+    } else {
+        Errno::EINVAL
+    };
     for flags in [1u32, 2, 0x10, 0x8000_0000, u32::MAX] {
         check_eq!(
             sys::pkey_alloc_raw(flags, 0),
-            Err(Errno::EINVAL),
+            Err(want),
             "pkey_alloc(flags {flags:#x}, 0)"
         );
     }

@@ -48,7 +48,7 @@ fn cmdline_init_pkru() -> Option<u32> {
 
 /// The debugfs value equals the boot parameter (when given, else 0x55555554), the PKRU this
 /// process started with, and the PKRU a signal handler starts with.
-fn fresh_process_and_handler(ctx: &mut Ctx) -> Outcome {
+pub(crate) fn fresh_process_and_handler(ctx: &mut Ctx) -> Outcome {
     let k = knob()?;
     let boot = cmdline_init_pkru();
     ctx.diag(format!(
@@ -58,7 +58,7 @@ fn fresh_process_and_handler(ctx: &mut Ctx) -> Outcome {
     ));
     check_pkru!(
         k,
-        boot.unwrap_or(pkru::DEFAULT_INIT_PKRU),
+        boot.unwrap_or(pkru::DEFAULT_INIT_PKRU) + ctx.skew() as u32,
         "debugfs init_pkru vs the boot parameter"
     );
     check_pkru!(init_pkru(ctx), k, "PKRU the suite process started with");

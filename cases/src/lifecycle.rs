@@ -60,7 +60,7 @@ fn thread_inherits(_ctx: &mut Ctx) -> Outcome {
 
 /// A forked child starts with the parent's exact PKRU (and the child's changes do not reach the
 /// parent).
-fn fork_copies(_ctx: &mut Ctx) -> Outcome {
+pub(crate) fn fork_copies(ctx: &mut Ctx) -> Outcome {
     let v = distinctive()?;
     let end = fault::in_child(|| {
         let ok = pkru::rdpkru() == v;
@@ -69,7 +69,7 @@ fn fork_copies(_ctx: &mut Ctx) -> Outcome {
     });
     check_eq!(
         end,
-        fault::ChildEnd::Exited(0),
+        fault::ChildEnd::Exited(ctx.skew()),
         "child (1: PKRU differed from the parent's)"
     );
     check_pkru!(

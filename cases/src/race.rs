@@ -31,7 +31,7 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
+pub(crate) fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
     let r = Arc::new(mapped(Region::rw(Kind::Anon))?);
     let a = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
     let b = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
@@ -76,7 +76,7 @@ fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
             }
             let saved_denies_a = f.saved_pkru.is_some_and(|p| pkru::rights_of(p, a) == AD);
             if f.code != SEGV_PKUERR
-                || (f.pkey != a as u32 && f.pkey != b as u32)
+                || (f.pkey != (a + ctx.skew()) as u32 && f.pkey != (b + ctx.skew()) as u32)
                 || f.addr != r.at(64)
                 || !saved_denies_a
             {

@@ -537,9 +537,10 @@ const CORE_ROUNDS: usize = 5;
 /// child wrote before it raised SIGABRT. Each of [`CORE_ROUNDS`] children writes the value and,
 /// with `sleep`, sleeps 20 ms (a context switch, which stores the live PKRU in the kernel's
 /// per-task copy) before raising SIGABRT; without it, raises at once — the note must still carry
-/// the live value (7.2, 6.1 and 5.10 write the PKRU the task had at its last context switch or
-/// fork instead: the regset copies the per-task `thread.pkru`, which is only refreshed when the
-/// task is switched out). Needs root to point `core_pattern` at `/tmp` (restored afterwards); the child
+/// the live value. 5.10 does; 6.1 and 7.2 write the PKRU the task had at its last context switch
+/// (here: the value inherited at fork) instead — since the 5.14 FPU rework keeps PKRU out of the
+/// XSAVE buffer, the regset copies the per-task `thread.pkru`, which is only refreshed when the
+/// task is switched out. Needs root to point `core_pattern` at `/tmp` (restored afterwards); the child
 /// sets RLIMIT_CORE unlimited and `coredump_filter` 0 (notes only).
 fn core_dump_pkru(ctx: &mut Ctx, sleep: bool) -> Outcome {
     if !sys::is_root() {
@@ -550,7 +551,11 @@ fn core_dump_pkru(ctx: &mut Ctx, sleep: bool) -> Outcome {
     if let Err(e) = std::fs::write(CORE_PATTERN, "/tmp/core.%p") {
         skip!("core_pattern can't be set: {e}");
     }
-    let at_fork = pkru::read();
+    // A parent PKRU different from init_pkru (key 15's rights cleared), so that a core carrying
+    // the value inherited at fork can be told apart from one carrying init_pkru.
+    let saved = pkru::read();
+    let at_fork = pkru::with_rights(saved, 15, 0);
+    pkru::write(at_fork);
     let mut seen = Vec::new();
     let mut res = Ok(());
     for _ in 0..CORE_ROUNDS {
@@ -563,6 +568,7 @@ fn core_dump_pkru(ctx: &mut Ctx, sleep: bool) -> Outcome {
         }
     }
     let _ = std::fs::write(CORE_PATTERN, old.trim_end());
+    pkru::write(saved);
     res?;
     let shown: Vec<String> = seen.iter().map(|&v| pkru::fmt(v)).collect();
     ctx.diag(format!(

@@ -32,6 +32,13 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("selftest::wrong::sighandler_pkey0_disabled", "FAIL"),
     ("selftest::wrong::ltp_pkey01", "FAIL"),
     ("selftest::wrong::glibc_double_free", "FAIL"),
+    ("selftest::wrong::args_errno", "FAIL"),
+    ("selftest::wrong::lifecycle_fork", "FAIL"),
+    ("selftest::wrong::race_si_pkey", "FAIL"),
+    ("selftest::wrong::mseal_dontneed", "FAIL"),
+    ("selftest::wrong::init_pkru", "FAIL"),
+    ("selftest::wrong::vma_key_kept", "FAIL"),
+    ("selftest::wrong::remote_write_from_ad", "FAIL"),
 ];
 
 /// Ported cases run with a deliberately wrong expected value (one per upstream file).
@@ -51,6 +58,41 @@ fn wrong_expectations() -> Vec<Case> {
         Case::new("selftest::wrong::ltp_pkey01", Needs::PKEYS, |c| {
             crate::ltp::pkey01(c, AD, libc::PROT_READ, Kind::Anon)
         }),
+        Case::new(
+            "selftest::wrong::vma_key_kept",
+            Needs::PKEYS,
+            crate::vma::mprotect_keeps_key,
+        ),
+        Case::new(
+            "selftest::wrong::remote_write_from_ad",
+            Needs::PKEYS,
+            crate::remote::write_from_ad,
+        ),
+        Case::new(
+            "selftest::wrong::args_errno",
+            Needs::PKEYS,
+            crate::args::alloc_flags,
+        ),
+        Case::new(
+            "selftest::wrong::lifecycle_fork",
+            Needs::PKEYS,
+            crate::lifecycle::fork_copies,
+        ),
+        Case::new(
+            "selftest::wrong::race_si_pkey",
+            Needs::PKEYS,
+            crate::race::rekey_while_touching,
+        ),
+        Case::new(
+            "selftest::wrong::mseal_dontneed",
+            Needs::PKEYS,
+            crate::mseal::dontneed,
+        ),
+        Case::new(
+            "selftest::wrong::init_pkru",
+            Needs::PKEYS.root(),
+            crate::init_pkru::fresh_process_and_handler,
+        ),
         Case::new(
             "selftest::wrong::glibc_double_free",
             Needs::PKEYS,

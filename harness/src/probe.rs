@@ -25,8 +25,8 @@ pub struct Caps {
 
 /// Turn a failed `pkey_alloc(0, 0)` into the reason the pkeys cases are skipped.
 ///
-/// A CPU without PKU is named first whatever the errno (older x86 kernels give EINVAL, 6.18
-/// ENOSPC); otherwise ENOSPC means every key is taken, ENOSYS a kernel without the system calls,
+/// A CPU without PKU is named first whatever the errno (every kernel measured gives ENOSPC there,
+/// pkey_alloc(2) agrees; EINVAL is kept for kernels said to differ); otherwise ENOSPC means every key is taken, ENOSYS a kernel without the system calls,
 /// EPERM a seccomp filter.
 pub fn classify_alloc_failure(errno: Errno, cpu: &CpuPkeys) -> String {
     match errno {

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod apt;
+pub mod bench;
 pub mod cleanup;
 pub mod config;
 pub mod cpio;

@@ -28,6 +28,9 @@ enum Command {
     Matrix(MatrixArgs),
     /// Resolve and fetch kernels into the cache (all, or the named ones) without booting.
     Fetch(FetchArgs),
+    /// Measure boot-to-verdict, runner overhead, matrix wall time and per-case overhead
+    /// (docs/bench.md).
+    Bench(pkeys_qemu::bench::BenchArgs),
     /// Build a kernel under test, or fetch a Debian kernel source tree (patch validation).
     #[command(subcommand)]
     Kernel(KernelCommand),
@@ -136,6 +139,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd_run(a),
         Command::Matrix(a) => cmd_matrix(a),
         Command::Fetch(a) => cmd_fetch(a),
+        Command::Bench(a) => pkeys_qemu::bench::run(&a),
         Command::Kernel(KernelCommand::Build(a)) => cmd_kernel_build(a),
         Command::Kernel(KernelCommand::Source(a)) => cmd_kernel_source(a),
     };

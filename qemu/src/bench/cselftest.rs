@@ -24,7 +24,12 @@ use crate::cpio;
 /// The Debian package with the kernel source.
 pub const SOURCE_PACKAGE: &str = "linux-source-6.12";
 /// Suites where [`SOURCE_PACKAGE`] lives (when the machine's own apt does not have it).
-pub const SOURCE_SUITES: &[&str] = &["bookworm-security", "bookworm-backports", "trixie", "trixie-security"];
+pub const SOURCE_SUITES: &[&str] = &[
+    "bookworm-security",
+    "bookworm-backports",
+    "trixie",
+    "trixie-security",
+];
 /// The two programs, in the order the guest runs them.
 pub const PROGRAMS: &[&str] = &["protection_keys", "pkey_sighandler_tests"];
 /// The guest's time limit for each program.
@@ -43,9 +48,7 @@ pub struct Built {
 
 fn run(cmd: &mut Command) -> Result<()> {
     let what = format!("{cmd:?}");
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {what}"))?;
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(6).collect();
@@ -84,11 +87,18 @@ fn source_deb(dir: &Path, cache: &Path) -> Result<PathBuf> {
     own.args(["-q", "download", SOURCE_PACKAGE])
         .current_dir(dir)
         .env("LC_ALL", "C");
-    if nix::unistd::geteuid().is_root() {
+    let root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    };
+    if root {
         own.args(["-o", "APT::Sandbox::User=root"]);
     }
     if let Err(e) = run(&mut own) {
-        eprintln!("pkeys-qemu: bench: the machine's apt has no {SOURCE_PACKAGE} ({e:#}); trying {}", SOURCE_SUITES.join(", "));
+        eprintln!(
+            "pkeys-qemu: bench: the machine's apt has no {SOURCE_PACKAGE} ({e:#}); trying {}",
+            SOURCE_SUITES.join(", ")
+        );
         let suites: Vec<String> = SOURCE_SUITES.iter().map(|s| (*s).to_owned()).collect();
         let apt = crate::apt::PrivateApt::new(
             &cache.join("bench/apt"),
@@ -104,7 +114,12 @@ fn source_deb(dir: &Path, cache: &Path) -> Result<PathBuf> {
             .with_context(|| format!("no {SOURCE_PACKAGE} in {}", suites.join(", ")))?;
         apt.download(best, dir)?;
     }
-    find().with_context(|| format!("apt-get download {SOURCE_PACKAGE} left no .deb in {}", dir.display()))
+    find().with_context(|| {
+        format!(
+            "apt-get download {SOURCE_PACKAGE} left no .deb in {}",
+            dir.display()
+        )
+    })
 }
 
 /// The version part of `linux-source-6.12_<version>_all.deb` (`%3a` is an epoch colon).
@@ -134,8 +149,14 @@ pub fn prepare(cache: &Path) -> Result<Built> {
     }
     let src = dir.join(format!("tools-{slug}"));
     let top = src.join(SOURCE_PACKAGE);
-    if !top.join("tools/testing/selftests/mm/protection_keys.c").is_file() {
-        eprintln!("pkeys-qemu: bench: extracting tools/ from {}", deb.display());
+    if !top
+        .join("tools/testing/selftests/mm/protection_keys.c")
+        .is_file()
+    {
+        eprintln!(
+            "pkeys-qemu: bench: extracting tools/ from {}",
+            deb.display()
+        );
         let tmp = tempfile::Builder::new()
             .prefix(".extract-")
             .tempdir_in(&dir)
@@ -181,7 +202,9 @@ pub fn prepare(cache: &Path) -> Result<Built> {
             .arg(&tmp)
             .arg(format!("{name}.c"))
             .args(["-lrt", "-ldl"]))
-        .with_context(|| format!("building {name} (is gcc installed? apt-get install gcc libc6-dev)"))?;
+        .with_context(|| {
+            format!("building {name} (is gcc installed? apt-get install gcc libc6-dev)")
+        })?;
         std::fs::rename(&tmp, bin)?;
     }
     Ok(Built { version, programs })
@@ -284,7 +307,9 @@ pub fn parse_guest(stream: &str) -> GuestBench {
                             .and_then(|v| v.parse::<u64>().ok())
                             .map_or(f64::NAN, |ns| ns as f64 / 1e9),
                         status,
-                        reaped: key(&words, "reaped").and_then(|v| v.parse().ok()).unwrap_or(0),
+                        reaped: key(&words, "reaped")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0),
                         others_failed: key(&words, "others_failed")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0),
@@ -379,7 +404,9 @@ mod tests {
 
     #[test]
     fn assert_failure_and_missing_parts() {
-        let c = count_checks("test  0 PASSED (iteration 1)\nassert() at protection_keys.c::1234 test_nr: 1 iteration: 1\n");
+        let c = count_checks(
+            "test  0 PASSED (iteration 1)\nassert() at protection_keys.c::1234 test_nr: 1 iteration: 1\n",
+        );
         assert_eq!(
             c,
             Checks {
