@@ -7,8 +7,11 @@
 //! handles the fault, after taking mmap_lock, and documents in `arch/x86/mm/fault.c` that another
 //! thread's `pkey_mprotect` may have re-keyed the VMA by then (measured on 7.2: 1 fault in ~170
 //! reported B). pkeys(7) promises the key "that caused the fault"; the kernel's documented race
-//! is what is tested, and how often it was seen is printed. Any other key (0, a third key), a
-//! wrong address or a second fault for one access is a FAIL.
+//! is what is tested, and how often it was seen is printed. A stale B fault is fixed by allowing
+//! B, which changes nothing, so the access may fault again (on A, after another flip): several
+//! faults for one access follow from the same race. Any other key (0, a third key), a wrong
+//! address, a frame whose PKRU does not deny A, or more faults than the harness records (8) is a
+//! FAIL.
 
 use crate::util::{mapped, sysfail};
 use pkeys_harness::fault::{self, Fix};
@@ -54,23 +57,20 @@ pub(crate) fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
         })
     };
     let end = Instant::now() + Duration::from_secs(3);
-    let (mut accesses, mut faulted, mut stale) = (0u64, 0u64, 0u64);
+    let (mut accesses, mut faulted, mut stale, mut multi) = (0u64, 0u64, 0u64, 0u64);
     let mut bad = None;
     while Instant::now() < end && accesses < 20_000 {
         let cap = fault::capture(Fix::AllowKey, || {
             std::hint::black_box(r.read(64));
         });
         accesses += 1;
-        if cap.faults.len() > 1 {
-            bad = Some(format!(
-                "{} faults for one access: {:?}",
-                cap.faults.len(),
-                cap.faults
-            ));
-            break;
-        }
-        if let Some(f) = cap.faults.first() {
+        if !cap.faults.is_empty() {
             faulted += 1;
+        }
+        if cap.faults.len() > 1 {
+            multi += 1;
+        }
+        for f in &cap.faults {
             if f.pkey == b as u32 {
                 stale += 1;
             }
@@ -87,13 +87,16 @@ pub(crate) fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
                 break;
             }
         }
+        if bad.is_some() {
+            break;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let flips = flipper
         .join()
         .map_err(|_| Stop::Fail("flipper thread panicked".into()))?;
     ctx.diag(format!(
-        "keys A={a} (denied) B={b}: {accesses} accesses, {faulted} faulted ({stale} reported B), {flips} re-keyings"
+        "keys A={a} (denied) B={b}: {accesses} accesses, {faulted} faulted ({stale} faults reported B, {multi} accesses faulted more than once), {flips} re-keyings"
     ));
     if let Some(m) = bad {
         return Err(Stop::Fail(m));

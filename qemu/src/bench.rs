@@ -734,7 +734,7 @@ fn measure_kernels(
         show("bare qemu start → exit", &s.bare_total, "s", 2, None);
         let over = Stats::of(&s.overhead);
         show(
-            "runner overhead (total-bare-suite)/(bare+suite)",
+            "runner overhead ratio",
             &s.overhead,
             "",
             3,

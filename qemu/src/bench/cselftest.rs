@@ -149,10 +149,9 @@ pub fn prepare(cache: &Path) -> Result<Built> {
     }
     let src = dir.join(format!("tools-{slug}"));
     let top = src.join(SOURCE_PACKAGE);
-    if !top
-        .join("tools/testing/selftests/mm/protection_keys.c")
-        .is_file()
-    {
+    // Bumped when the set of extracted folders changes.
+    let stamp = src.join(".extracted-v2");
+    if !stamp.is_file() {
         eprintln!(
             "pkeys-qemu: bench: extracting tools/ from {}",
             deb.display()
@@ -179,10 +178,12 @@ pub fn prepare(cache: &Path) -> Result<Built> {
             .arg("--wildcards")
             .arg(format!("{SOURCE_PACKAGE}/tools/testing/selftests/mm/*"))
             .arg(format!("{SOURCE_PACKAGE}/tools/testing/selftests/*.h"))
-            .arg(format!("{SOURCE_PACKAGE}/tools/include/*")))?;
+            .arg(format!("{SOURCE_PACKAGE}/tools/include/*"))
+            .arg(format!("{SOURCE_PACKAGE}/tools/arch/x86/include/*")))?;
         let _ = std::fs::remove_dir_all(&src);
         std::fs::rename(&out, &src)
             .with_context(|| format!("cannot move the sources to {}", src.display()))?;
+        std::fs::write(&stamp, b"")?;
     }
     std::fs::create_dir_all(&bin_dir)?;
     let mm = top.join("tools/testing/selftests/mm");
