@@ -66,11 +66,16 @@ pub fn main_entry() -> ExitCode {
     let trials = expand(cases, extra.iterations)
         .into_iter()
         .map(|(case, iteration)| {
+            // Listing (what cargo-nextest does before running) marks the cases this machine
+            // cannot run as ignored, so nextest reports them as skipped rather than passed; a
+            // normal run reports each one as ignored with its reason at run time.
+            let unrunnable = args.list && case.needs.missing(&caps).is_some();
             let caps = Arc::clone(&caps);
             let opts = Options { iteration, ..opts };
             Trial::ignorable_test(case.id.clone(), move || {
                 to_libtest(isolate::run(&case, &caps, &opts))
             })
+            .with_ignored_flag(unrunnable)
         })
         .collect();
     libtest_mimic::run(&args, trials).exit_code()

@@ -150,3 +150,24 @@ fn a_filtered_run_lists_and_runs_only_the_match() {
     );
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// What `cargo nextest` sees when it lists: cases this machine cannot run are listed as ignored
+/// (so nextest reports them as skipped, never as passed); the others are not.
+#[test]
+fn listing_marks_unrunnable_cases_ignored() {
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pkeys-suite"))
+            .args(["--list", "--format", "terse"])
+            .args(extra)
+            .output()
+            .expect("run pkeys-suite");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ignored = run(&["--ignored"]);
+    let caps = pkeys_harness::probe::Caps::probe();
+    for case in pkeys_cases::all() {
+        let line = format!("{}: test", case.id);
+        let listed = ignored.lines().any(|l| l == line);
+        assert_eq!(listed, case.needs.missing(&caps).is_some(), "{}", case.id);
+    }
+}
