@@ -84,7 +84,30 @@ pub fn base_image(suite: &Path, cache_root: &Path) -> Result<Vec<u8>> {
     let image = gzip(&base_archive(&bytes)?)?;
     crate::paths::write_atomic(&path, &image)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    prune(&cache_root.join("initramfs"), KEEP_CACHED);
     Ok(image)
+}
+
+/// Cached base images kept (one per recent suite binary); older ones are deleted.
+const KEEP_CACHED: usize = 4;
+
+/// Delete all but the `keep` most recently modified `suite-*.cpio.gz` files in `dir`.
+fn prune(dir: &Path, keep: usize) {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("suite-") && n.ends_with(".cpio.gz")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, old) in files.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(old);
+    }
 }
 
 /// Writes the full initramfs (base image + args member) to `path`.
@@ -99,6 +122,25 @@ pub fn write(path: &Path, base_image: &[u8], args: &[String]) -> Result<PathBuf>
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..6 {
+            let p = d.path().join(format!("suite-v1-{i}.cpio.gz"));
+            std::fs::write(&p, b"x").unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i);
+            std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+        }
+        std::fs::write(d.path().join("other.txt"), b"y").unwrap();
+        prune(d.path(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["other.txt", "suite-v1-4.cpio.gz", "suite-v1-5.cpio.gz"]);
+    }
 
     fn gunzip_all(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
