@@ -31,11 +31,7 @@ pub fn cases() -> Vec<Case> {
         for (rights, rn) in [(AD, "ad"), (WD, "wd")] {
             for (mapped_first, suffix) in [(false, ""), (true, "_mapped")] {
                 for kind in Kind::ALL {
-                    let needs = if kind.is_hugetlb() {
-                        Needs::PKEYS.hugetlb()
-                    } else {
-                        Needs::PKEYS
-                    };
+                    let needs = crate::util::needs_for(kind);
                     let id = format!("access::{opn}_{rn}{suffix}::{}", kind.name());
                     v.push(Case::new(id, needs, move |c| {
                         access(c, op, rights, mapped_first, kind)

@@ -25,11 +25,7 @@ pub fn cases() -> Vec<Case> {
         Kind::Memfd,
         Kind::Shm,
     ] {
-        let needs = if kind.is_hugetlb() {
-            Needs::PKEYS.hugetlb()
-        } else {
-            Needs::PKEYS
-        };
+        let needs = crate::util::needs_for(kind);
         let k = kind.name();
         v.push(Case::new(
             format!("kernel_access::read_into_ad::{k}"),

@@ -24,11 +24,7 @@ pub fn cases() -> Vec<Case> {
         Kind::FileShared,
         Kind::Shm,
     ] {
-        let needs = if kind.is_hugetlb() {
-            Needs::PKEYS.hugetlb()
-        } else {
-            Needs::PKEYS
-        };
+        let needs = crate::util::needs_for(kind);
         v.push(Case::new(
             format!("keys::mprotect_with_pkey_0::{}", kind.name()),
             needs,

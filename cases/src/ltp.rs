@@ -36,11 +36,7 @@ pub fn cases() -> Vec<Case> {
     for (rights, rn) in [(AD, "disable_access"), (WD, "disable_write")] {
         for (prot, pn) in PROTS {
             for kind in KINDS {
-                let needs = if kind.is_hugetlb() {
-                    Needs::PKEYS.hugetlb()
-                } else {
-                    Needs::PKEYS
-                };
+                let needs = crate::util::needs_for(kind);
                 let id = format!("ltp_pkey01::{rn}::{pn}::{}", kind.name());
                 v.push(Case::new(id, needs, move |c| pkey01(c, rights, prot, kind)));
             }

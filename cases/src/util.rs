@@ -170,3 +170,12 @@ pub fn alloc_random_key(ctx: &mut Ctx, rights: u32, salt: u64) -> Result<i32, St
     ));
     Ok(key)
 }
+
+/// What a case over mapping kind `kind` needs: protection keys, plus huge pages for hugetlb.
+pub fn needs_for(kind: pkeys_harness::mem::Kind) -> pkeys_harness::Needs {
+    if kind.is_hugetlb() {
+        pkeys_harness::Needs::PKEYS.hugetlb()
+    } else {
+        pkeys_harness::Needs::PKEYS
+    }
+}
