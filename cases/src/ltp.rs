@@ -11,7 +11,7 @@ use crate::util::{mapped, sysfail};
 use pkeys_harness::fault::{self, ChildEnd};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD, SEGV_PKUERR};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, check_eq};
+use pkeys_harness::{Case, Ctx, Outcome, check_eq};
 
 const PROTS: [(i32, &str); 5] = [
     (libc::PROT_READ, "r"),
