@@ -104,7 +104,7 @@ fn prune(dir: &Path, keep: usize) {
         })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     for (_, old) in files.into_iter().skip(keep) {
         let _ = std::fs::remove_file(old);
     }
@@ -130,7 +130,12 @@ mod tests {
             let p = d.path().join(format!("suite-v1-{i}.cpio.gz"));
             std::fs::write(&p, b"x").unwrap();
             let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i);
-            std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
         }
         std::fs::write(d.path().join("other.txt"), b"y").unwrap();
         prune(d.path(), 2);
@@ -139,7 +144,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, ["other.txt", "suite-v1-4.cpio.gz", "suite-v1-5.cpio.gz"]);
+        assert_eq!(
+            left,
+            ["other.txt", "suite-v1-4.cpio.gz", "suite-v1-5.cpio.gz"]
+        );
     }
 
     fn gunzip_all(bytes: &[u8]) -> Vec<u8> {

@@ -868,6 +868,11 @@ mod tests {
             "CONFIG_DEVTMPFS",
             "CONFIG_DEBUG_FS",
             "CONFIG_ACPI",
+            // Without PCI the kernel cannot load qemu's DSDT: no ACPI power-off (measured).
+            "CONFIG_PCI",
+            "CONFIG_NET",
+            "CONFIG_UNIX",
+            "CONFIG_PROC_PAGE_MONITOR",
         ] {
             assert!(req.contains(&name), "{name} not required");
         }

@@ -71,7 +71,7 @@ impl Fixture {
     "pkeys-qemu: error: kernel image /nonexistent/bzImage: No such file or directory (os error 2)")]
 #[case::not_a_kernel(&["run", "--kernel", "@not-a-kernel"], false,
     "pkeys-qemu: error: not a kernel image: @not-a-kernel (no x86 boot-protocol magic \"HdrS\" at offset 0x202)")]
-#[case::directory(&["run", "--kernel", "@tmp"], false, "pkeys-qemu: error: not a kernel image: @tmp (not a regular file)")]
+#[case::directory(&["run", "--kernel", "@tmp"], false, "pkeys-qemu: error: @tmp is not a kernel source tree (no Makefile, Kconfig, arch/x86/Kconfig and scripts/kconfig/merge_config.sh) nor a kernel build folder")]
 #[case::unknown_debian(&["run", "--kernel", "debian:9.99"], false, "pkeys-qemu: error: unknown kernel `9.99` in ")]
 #[case::bad_config(&["run", "--kernel", "@bzImage", "--config", "@bad.toml"], false,
     "pkeys-qemu: error: @bad.toml:3:1: unknown field `cpu`, expected one of")]
