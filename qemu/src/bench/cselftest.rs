@@ -34,6 +34,10 @@ pub const SOURCE_SUITES: &[&str] = &[
 pub const PROGRAMS: &[&str] = &["protection_keys", "pkey_sighandler_tests"];
 /// The guest's time limit for each program.
 pub const PROGRAM_TIMEOUT_S: u32 = 240;
+/// The section name of the suite's own per-case overhead measured in the guest.
+pub const GUEST_OVERHEAD: &str = "pkeys_overhead";
+/// Empty cases the guest runs for [`GUEST_OVERHEAD`].
+pub const GUEST_OVERHEAD_CASES: u32 = 200;
 /// The marker prefix the guest init writes (`suite/src/bench.rs`).
 pub const MARKER: &str = "# pkeys-bench: ";
 
@@ -222,8 +226,15 @@ pub fn archive(built: &Built) -> Result<Vec<u8>> {
         w.file(&format!("bench/{name}"), 0o755, &bytes)?;
         list.push_str(&format!("{name} {PROGRAM_TIMEOUT_S} /bench/{name}\n"));
     }
+    // Last: the suite's fork-per-case overhead under TCG (`/init` is the suite; not PID 1 here).
+    list.push_str(&format!(
+        "{GUEST_OVERHEAD} {PROGRAM_TIMEOUT_S} /init --bench-overhead {GUEST_OVERHEAD_CASES}\n"
+    ));
     w.dir("pkeys", 0o755)?;
     w.file("pkeys/bench", 0o644, list.as_bytes())?;
+    // protection_keys' kernel-access tests read() from /etc/passwd into protected buffers.
+    w.dir("etc", 0o755)?;
+    w.file("etc/passwd", 0o644, b"root:x:0:0:root:/:/init\n")?;
     Ok(w.finish()?)
 }
 
@@ -334,6 +345,9 @@ pub struct Checks {
     /// Failed ones: `assert() at` (protection_keys exits at its first failed assertion) or
     /// `not ok`.
     pub failed: u32,
+    /// Distinct checks among them (test numbers of `protection_keys`, whose 21 tests run in
+    /// 22 rounds; test names of kselftest lines).
+    pub distinct: u32,
     /// Whether the program said it finished (`done (all tests OK)`, or kselftest's `# Totals`).
     pub finished: bool,
 }
@@ -341,21 +355,40 @@ pub struct Checks {
 /// Counts the checks in a C program's output.
 pub fn count_checks(output: &str) -> Checks {
     let mut c = Checks::default();
+    let mut seen = std::collections::BTreeSet::new();
+    // `ok 3 name` / `not ok 3 name` → `name`.
+    let tap_name = |rest: &str| {
+        rest.split_once(' ')
+            .map_or(rest, |(_, name)| name)
+            .trim()
+            .to_owned()
+    };
     for line in output.lines().map(str::trim) {
-        if line.starts_with("test ") && line.contains(" PASSED") {
+        if let Some(rest) = line.strip_prefix("test ")
+            && let Some((nr, _)) = rest.split_once(" PASSED")
+        {
             c.run += 1;
-        } else if line.starts_with("ok ") {
+            seen.insert(format!("test {}", nr.trim()));
+        } else if let Some(rest) = line.strip_prefix("ok ") {
             c.run += 1;
-        } else if line.starts_with("not ok ") {
+            seen.insert(tap_name(rest));
+        } else if let Some(rest) = line.strip_prefix("not ok ") {
             c.run += 1;
             c.failed += 1;
-        } else if line.contains("assert() at ") {
+            seen.insert(tap_name(rest));
+        } else if let Some(rest) = line.split_once("assert() at ").map(|(_, r)| r) {
             c.run += 1;
             c.failed += 1;
+            let nr = rest
+                .split("test_nr: ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next());
+            seen.insert(format!("test {}", nr.unwrap_or("?")));
         } else if line.starts_with("done (all tests OK)") || line.starts_with("# Totals:") {
             c.finished = true;
         }
     }
+    c.distinct = seen.len() as u32;
     c
 }
 
@@ -387,6 +420,7 @@ mod tests {
             Checks {
                 run: 3,
                 failed: 0,
+                distinct: 2,
                 finished: true
             }
         );
@@ -397,6 +431,7 @@ mod tests {
             Checks {
                 run: 2,
                 failed: 1,
+                distinct: 2,
                 finished: true
             }
         );
@@ -413,6 +448,7 @@ mod tests {
             Checks {
                 run: 2,
                 failed: 1,
+                distinct: 2,
                 finished: false
             }
         );
