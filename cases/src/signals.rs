@@ -98,6 +98,12 @@ fn run_thread(
         )
     };
     let tid = sysfail("clone", tid)?;
+    ctx.diag(format!(
+        "raw thread {tid} runs with PKRU {}; the kernel must open key 0 to write the signal frame \
+         and read it back at sigreturn (70044df250d0, d10b554919d4), else it kills the process \
+         with SIGSEGV",
+        pkru::fmt(thread_pkru)
+    ));
     let got = fault::wait_recorded(1, WAIT);
     let ended = rawthread::wait_exit(tid, WAIT);
     for f in &got {

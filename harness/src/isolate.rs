@@ -313,7 +313,10 @@ pub fn run(case: &Case, caps: &Caps, opts: &Options) -> CaseReport {
         let sig = libc::WTERMSIG(st);
         Verdict::Fail(match got.crash {
             Some(c) => format!("killed by {c}"),
-            None => format!("killed by {}", signal_name(sig)),
+            None if sig == libc::SIGKILL => format!("killed by {}", signal_name(sig)),
+            // A catchable signal with no report: no handler ran (e.g. the kernel could not
+            // deliver it and forced the default action) or the case's own handler let it kill.
+            None => format!("killed by {} (no handler reported it)", signal_name(sig)),
         })
     } else if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) != 0 {
         Verdict::Error(format!(
