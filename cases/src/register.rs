@@ -81,7 +81,7 @@ fn per_thread(ctx: &mut Ctx) -> Outcome {
         let p = pkru::rdpkru();
         pkru::sync_shadow();
         let cap = fault::capture(Fix::AllowKey, || {
-            std::hint::black_box(unsafe_read(addr));
+            std::hint::black_box(read_shared(addr));
         });
         let _ = res_tx.send((p, cap.faults));
     });
@@ -124,7 +124,7 @@ fn per_thread(ctx: &mut Ctx) -> Outcome {
     Ok(())
 }
 
-fn unsafe_read(addr: usize) -> u8 {
+fn read_shared(addr: usize) -> u8 {
     pkeys_harness::mem::read_byte_at(addr)
 }
 

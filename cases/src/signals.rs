@@ -11,12 +11,10 @@
 //! SIGSEGV instead: the harness reports that as FAIL "killed by SIGSEGV", which the expectations
 //! turn into XFAIL for those kernels.
 
-#![allow(unsafe_code)]
-
 use crate::util::{init_pkru, sysfail};
 use pkeys_harness::fault::{self, Fault};
 use pkeys_harness::mem::{Kind, Region};
-use pkeys_harness::rawthread::{self, Action, RESUMED_MARK};
+use pkeys_harness::rawthread::{Action, RESUMED_MARK, RawThread};
 use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check_eq, check_pkru, pkru, sys};
 use std::time::Duration;
 
@@ -80,38 +78,27 @@ fn keyed_stack_and_altstack() -> Result<(Region, Region, i32), Stop> {
 /// Start a raw thread, wait for one recorded signal and for the thread to end.
 fn run_thread(
     ctx: &mut Ctx,
-    st: &Region,
+    st: Region,
     thread_pkru: u32,
-    alt: Option<&libc::stack_t>,
+    alt: Option<Region>,
     action: Action,
-    flag: usize,
-) -> Result<Fault, Stop> {
-    // SAFETY: the stack, altstack and flag memory belong to this case and outlive the thread,
-    // which is waited for below (the case process ends right after in any case).
-    let tid = unsafe {
-        rawthread::spawn(
-            st.addr() + st.len(),
-            thread_pkru,
-            alt.map(|a| a as *const _),
-            action,
-            flag,
-        )
-    };
-    let tid = sysfail("clone", tid)?;
+) -> Result<(Fault, RawThread), Stop> {
+    let t = sysfail("clone", RawThread::spawn(st, thread_pkru, alt, action))?;
     ctx.diag(format!(
-        "raw thread {tid} runs with PKRU {}; the kernel must open key 0 to write the signal frame \
+        "raw thread {} runs with PKRU {}; the kernel must open key 0 to write the signal frame \
          and read it back at sigreturn (70044df250d0, d10b554919d4), else it kills the process \
          with SIGSEGV",
+        t.tid(),
         pkru::fmt(thread_pkru)
     ));
     let got = fault::wait_recorded(1, WAIT);
-    let ended = rawthread::wait_exit(tid, WAIT);
+    let ended = t.wait_exit(WAIT);
     for f in &got {
         ctx.diag_fault("signal", f);
     }
     check_eq!(got.len(), 1, "signals delivered to the handler");
     check_eq!(ended, true, "raw thread ended");
-    Ok(got[0])
+    Ok((got[0], t))
 }
 
 /// A thread denies every key, key 0 (its own stack) included, and writes to address 0: the
@@ -120,7 +107,7 @@ fn run_thread(
 pub(crate) fn handler_with_pkey0_disabled(ctx: &mut Ctx) -> Outcome {
     let st = stack()?;
     fault::install_recorder(libc::SIGSEGV, true, false);
-    let f = run_thread(ctx, &st, DENY_ALL, None, Action::WriteNull, 0)?;
+    let (f, _t) = run_thread(ctx, st, DENY_ALL, None, Action::WriteNull)?;
     check_eq!(
         (f.signo, f.code, f.addr),
         (libc::SIGSEGV, SEGV_MAPERR + ctx.skew(), 0),
@@ -137,7 +124,8 @@ pub(crate) fn handler_with_pkey0_disabled(ctx: &mut Ctx) -> Outcome {
 fn handler_cannot_access_stack(ctx: &mut Ctx) -> Outcome {
     let st = stack()?;
     fault::install_recorder(libc::SIGSEGV, true, false);
-    let f = run_thread(ctx, &st, DENY_ALL, None, Action::TouchStack, 0)?;
+    let (f, t) = run_thread(ctx, st, DENY_ALL, None, Action::TouchStack)?;
+    let st = t.stack();
     check_eq!(
         (f.signo, f.code, f.pkey),
         (libc::SIGSEGV, sys::SEGV_PKUERR, 0),
@@ -159,11 +147,10 @@ fn handler_cannot_access_stack(ctx: &mut Ctx) -> Outcome {
 /// 0. Port of `test_sigsegv_handler_with_different_pkey_for_stack`.
 fn handler_stack_on_other_pkey(ctx: &mut Ctx) -> Outcome {
     let (st, alt, key) = keyed_stack_and_altstack()?;
-    let ss = alt.as_stack();
     fault::install_recorder(libc::SIGSEGV, true, true);
     let tp = pkru::with_rights(DENY_ALL, key, 0);
     ctx.diag(format!("stack key {key}, thread PKRU {}", pkru::fmt(tp)));
-    let f = run_thread(ctx, &st, tp, Some(&ss), Action::WriteNull, 0)?;
+    let (f, _t) = run_thread(ctx, st, tp, Some(alt), Action::WriteNull)?;
     check_eq!(
         (f.signo, f.code, f.addr),
         (libc::SIGSEGV, SEGV_MAPERR, 0),
@@ -210,17 +197,10 @@ fn pkru_preserved_after_sigusr1(ctx: &mut Ctx, value: Option<u32>) -> Outcome {
 /// (upstream passes whenever the process survives). Port of `test_pkru_sigreturn` (the 6.12 fix).
 fn sigreturn_restores_altstack_first(ctx: &mut Ctx) -> Outcome {
     let (st, alt, key) = keyed_stack_and_altstack()?;
-    let ss = alt.as_stack();
     fault::install_recorder(libc::SIGUSR2, false, true);
     let tp = pkru::with_rights(DENY_ALL, key, 0);
-    let f = run_thread(
-        ctx,
-        &st,
-        tp,
-        Some(&ss),
-        Action::RaiseUsr2ThenMark,
-        st.addr(),
-    )?;
+    let (f, t) = run_thread(ctx, st, tp, Some(alt), Action::RaiseUsr2ThenMark)?;
+    let st = t.stack();
     check_eq!(f.signo, libc::SIGUSR2, "si_signo");
     check_pkru!(f.pkru_in_handler, init_pkru(ctx), "PKRU inside the handler");
     check_eq!(f.saved_pkru, Some(tp), "PKRU saved in the frame");

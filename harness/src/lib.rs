@@ -14,6 +14,7 @@
 pub mod case;
 pub mod cpu;
 pub mod fault;
+pub mod guest;
 pub mod inject;
 pub mod isolate;
 pub mod ktap;

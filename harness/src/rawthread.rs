@@ -142,3 +142,71 @@ pub fn wait_exit(tid: i32, timeout: std::time::Duration) -> bool {
     }
     true
 }
+
+/// A raw thread that owns its stack (and altstack) mappings, so that safe code can start one.
+///
+/// The mappings are unmapped on drop only once the thread has exited; a thread still running
+/// then (it hung) keeps them for the rest of the process's life, which ends with the case.
+#[derive(Debug)]
+pub struct RawThread {
+    tid: i32,
+    stack: Option<crate::mem::Region>,
+    alt: Option<crate::mem::Region>,
+    _ss: Box<libc::stack_t>,
+}
+
+impl RawThread {
+    /// Start a raw thread on `stack` (its top is the initial stack pointer) with `pkru`, after
+    /// installing `alt` as its signal altstack when given, then doing `action`.
+    /// [`Action::RaiseUsr2ThenMark`] stores [`RESUMED_MARK`] at the first word of `stack`.
+    pub fn spawn(
+        stack: crate::mem::Region,
+        pkru: u32,
+        alt: Option<crate::mem::Region>,
+        action: Action,
+    ) -> Result<RawThread, Errno> {
+        let ss = Box::new(alt.as_ref().map_or(
+            libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: 0,
+                ss_size: 0,
+            },
+            crate::mem::Region::as_stack,
+        ));
+        let top = (stack.addr() + stack.len()) & !15;
+        let alt_ptr = alt.as_ref().map(|_| &*ss as *const libc::stack_t);
+        // SAFETY: the stack, the altstack description and the flag word (the stack's first word)
+        // are owned by the returned RawThread, which never unmaps them while the thread lives.
+        let tid = unsafe { spawn(top, pkru, alt_ptr, action, stack.addr())? };
+        Ok(RawThread {
+            tid,
+            stack: Some(stack),
+            alt,
+            _ss: ss,
+        })
+    }
+
+    /// The thread id.
+    pub fn tid(&self) -> i32 {
+        self.tid
+    }
+
+    /// The thread's stack mapping.
+    pub fn stack(&self) -> &crate::mem::Region {
+        self.stack.as_ref().expect("stack is held until drop")
+    }
+
+    /// Wait up to `timeout` for the thread to exit. True if it did.
+    pub fn wait_exit(&self, timeout: std::time::Duration) -> bool {
+        wait_exit(self.tid, timeout)
+    }
+}
+
+impl Drop for RawThread {
+    fn drop(&mut self) {
+        if alive(self.tid) {
+            std::mem::forget(self.stack.take());
+            std::mem::forget(self.alt.take());
+        }
+    }
+}

@@ -8,8 +8,6 @@
 //! selftest's rounds), `--timeout-scale F`.
 #![warn(missing_docs)]
 
-mod bench;
-pub mod init;
 mod options;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -22,10 +20,10 @@ use std::sync::Arc;
 
 /// Entry point shared by the binary and the `cargo test` target.
 pub fn main_entry() -> ExitCode {
-    init::run_if_pid1();
+    pkeys_harness::guest::init::run_if_pid1();
     pkeys_harness::sys::print_pkru_if_requested();
     let argv: Vec<String> = std::env::args().collect();
-    if let Some(code) = bench::overhead_mode(&argv) {
+    if let Some(code) = pkeys_harness::guest::bench::overhead_mode(&argv) {
         return code;
     }
     let (extra, rest) = match options::split(&argv) {

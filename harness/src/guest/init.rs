@@ -250,7 +250,7 @@ fn init_main() -> Result<(), String> {
     env_ptrs.push(std::ptr::null());
 
     console("pkeys-init: starting suite");
-    let suite_start = crate::bench::now_ns();
+    let suite_start = super::bench::now_ns();
     // SAFETY: PID 1 is single-threaded here; the child only calls async-signal-safe functions
     // (dup2, execve, write, _exit) on data prepared before the fork.
     let child = unsafe { libc::fork() };
@@ -272,7 +272,7 @@ fn init_main() -> Result<(), String> {
     }
 
     let end = reap_until(child)?;
-    let suite_ns = crate::bench::now_ns() - suite_start;
+    let suite_ns = super::bench::now_ns() - suite_start;
     let line = match end {
         SuiteEnd::Exit(code) => format!("\n# pkeys-init: suite exit={code}\n"),
         SuiteEnd::Signal(sig) => format!("\n# pkeys-init: suite signal={sig}\n"),
@@ -282,7 +282,7 @@ fn init_main() -> Result<(), String> {
     // SAFETY: kill(-1) as PID 1 signals every other process; nothing of ours is harmed.
     unsafe { libc::kill(-1, libc::SIGKILL) };
     // Benchmarks only (`pkeys-qemu bench`): the programs of /pkeys/bench, when present.
-    crate::bench::run_guest_bench(tty, suite_ns);
+    super::bench::run_guest_bench(tty, suite_ns);
     write_all(tty, line.as_bytes())?;
     // SAFETY: tty is an open tty; tcdrain waits until the UART has sent everything, fsync
     // flushes whatever the driver still buffers.
