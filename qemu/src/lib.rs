@@ -12,6 +12,7 @@
 //! - [`cleanup`] makes sure no qemu outlives the command (SIGINT/SIGTERM included);
 //! - [`kbuild`] builds a kernel under test from a source tree (patch validation).
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod apt;
 pub mod bench;

@@ -7,6 +7,7 @@
 //! header so a run can be reproduced), `--iterations N` (repeat the whole list, like the C
 //! selftest's rounds), `--timeout-scale F`.
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 mod options;
 
