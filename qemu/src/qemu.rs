@@ -194,14 +194,7 @@ pub fn spawn(qemu: &Path, args: &QemuArgs, stderr_log: &Path) -> Result<Running>
         .stdout(Stdio::null())
         .stderr(stderr)
         .process_group(0);
-    // SAFETY: the closure runs in the forked child before exec and only makes the prctl
-    // system call (async-signal-safe); it touches no locks or allocations.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        });
-    }
+    pkeys_harness::sys::die_with_parent(&mut cmd);
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", qemu.display()))?;
