@@ -139,6 +139,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn no_hugepage_reservation_without_pkeys_or_when_available() {
+        let mut caps = Caps::probe();
+        caps.pkeys = Err("CPU lacks PKU".into());
+        caps.hugetlb = Err("none".into());
+        assert!(!HugetlbReservation::ensure(&mut caps, 8).changed());
+        caps.pkeys = Ok(());
+        caps.hugetlb = Ok(());
+        assert!(!HugetlbReservation::ensure(&mut caps, 8).changed());
+    }
+
     #[rstest::rstest]
     #[case(Errno::EINVAL, false, false, "CPU lacks PKU")]
     #[case(Errno::ENOSPC, false, false, "CPU lacks PKU")]
@@ -168,5 +179,50 @@ mod tests {
         #[case] want: &str,
     ) {
         assert_eq!(classify_alloc_failure(e, &cpu(pku, ospke)), want);
+    }
+}
+
+/// Huge pages reserved for a native run, given back when dropped.
+///
+/// On a machine with protection keys, running as root, with no 2 MiB huge page available, the
+/// suite reserves a few (`vm.nr_hugepages += N`) so the hugetlb variants run, and restores the
+/// previous value at the end. Inside a guest the init has already reserved them.
+#[derive(Debug)]
+pub struct HugetlbReservation {
+    previous: Option<String>,
+}
+
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+impl HugetlbReservation {
+    /// Reserve `pages` more huge pages if `caps` says the pkeys cases can run but hugetlb cannot
+    /// and we are root; otherwise do nothing. Re-probes `caps.hugetlb` after reserving.
+    pub fn ensure(caps: &mut Caps, pages: u32) -> HugetlbReservation {
+        let mut r = HugetlbReservation { previous: None };
+        if caps.pkeys.is_err() || caps.hugetlb.is_ok() || !caps.root {
+            return r;
+        }
+        let Ok(prev) = std::fs::read_to_string(NR_HUGEPAGES) else {
+            return r;
+        };
+        let n: u64 = prev.trim().parse().unwrap_or(0);
+        if std::fs::write(NR_HUGEPAGES, (n + u64::from(pages)).to_string()).is_ok() {
+            r.previous = Some(prev.trim().to_string());
+            caps.hugetlb = probe_hugetlb();
+        }
+        r
+    }
+
+    /// Whether this run changed `vm.nr_hugepages`.
+    pub fn changed(&self) -> bool {
+        self.previous.is_some()
+    }
+}
+
+impl Drop for HugetlbReservation {
+    fn drop(&mut self) {
+        if let Some(prev) = self.previous.take() {
+            let _ = std::fs::write(NR_HUGEPAGES, prev);
+        }
     }
 }

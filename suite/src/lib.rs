@@ -41,7 +41,9 @@ pub fn main_entry() -> ExitCode {
         pkeys_cases::all()
     };
     isolate::become_subreaper();
-    let caps = Caps::probe();
+    let mut caps = Caps::probe();
+    // Given back when main_entry returns.
+    let _hugepages = pkeys_harness::probe::HugetlbReservation::ensure(&mut caps, 8);
     let opts = Options {
         seed: extra.seed,
         iteration: 0,
