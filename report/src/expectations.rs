@@ -48,10 +48,20 @@ pub struct Expectation {
     pub line: usize,
 }
 
+/// `id` without a trailing `@<round>` iteration suffix.
+fn without_round(id: &str) -> &str {
+    match id.rsplit_once('@') {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => id,
+    }
+}
+
 impl Expectation {
     /// Whether the entry applies to `case_id` in `run`.
+    ///
+    /// A repeated round's id (`id@N`, from `pkeys-suite --iterations`) matches as `id` does.
     pub fn matches(&self, run: &GuestRun, case_id: &str) -> bool {
-        glob_match(&self.case, case_id)
+        (glob_match(&self.case, case_id) || glob_match(&self.case, without_round(case_id)))
             && self.cpu.as_deref().is_none_or(|g| glob_match(g, &run.cpu))
             && self
                 .append
@@ -309,5 +319,12 @@ reason = "amd"
     fn syntax_error_has_line() {
         let msg = error_of("[[expect]]\ncase = \"a\nverdict = 1\n");
         assert!(msg.starts_with("ci/expectations.toml:2:"), "{msg}");
+    }
+
+    #[test]
+    fn a_repeated_round_matches_like_its_case() {
+        assert_eq!(without_round("a::b@12"), "a::b");
+        assert_eq!(without_round("a::b@x"), "a::b@x");
+        assert_eq!(without_round("a::b"), "a::b");
     }
 }

@@ -93,6 +93,10 @@ pub fn parse_bytes(bytes: &[u8]) -> ParsedStream {
 
 /// Parses `ok N id [# DIRECTIVE reason]` / `not ok N id [# ...]`.
 fn parse_result(line: &str) -> Option<CaseResult> {
+    parse_result_line(line)
+}
+
+fn parse_result_line(line: &str) -> Option<CaseResult> {
     let (ok, rest) = if let Some(rest) = line.strip_prefix("not ok ") {
         (false, rest)
     } else if let Some(rest) = line.strip_prefix("ok ") {
@@ -107,7 +111,9 @@ fn parse_result(line: &str) -> Option<CaseResult> {
     }
     let rest = rest[digits..].trim_start();
     let rest = rest.strip_prefix("- ").unwrap_or(rest);
-    let (desc, directive) = match rest.split_once('#') {
+    // The directive starts at " #" (KTAP separates it with whitespace), so a '#' inside the
+    // description (e.g. an iteration suffix) is not taken for one.
+    let (desc, directive) = match rest.split_once(" #") {
         Some((d, dir)) => (d.trim(), Some(dir.trim())),
         None => (rest.trim(), None),
     };
@@ -333,5 +339,14 @@ not ok 7 x::w # XPASS reason\n\
             parse_console_tail("a\r\n\nb\nc\0\npartial", 3),
             ["b", "c", "partial"]
         );
+    }
+
+    #[test]
+    fn a_hash_inside_the_id_is_not_a_directive() {
+        let r = parse_result_line("ok 2 support::x#1 # SKIP CPU has PKU").unwrap();
+        assert_eq!((r.id.as_str(), r.verdict), ("support::x#1", Verdict::Skip));
+        assert_eq!(r.reason.as_deref(), Some("CPU has PKU"));
+        let r = parse_result_line("not ok 3 a::b@2").unwrap();
+        assert_eq!((r.id.as_str(), r.verdict), ("a::b@2", Verdict::Fail));
     }
 }

@@ -82,7 +82,8 @@ pub fn main_entry() -> ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-/// Repeat the case list `n` times (`--iterations`); with n > 1 each id gets `#<round>` (1-based).
+/// Repeat the case list `n` times (`--iterations`); with n > 1 each id gets `@<round>` (1-based;
+/// not `#`, which starts a KTAP directive).
 fn expand(cases: Vec<Case>, n: u32) -> Vec<(Case, u32)> {
     if n <= 1 {
         return cases.into_iter().map(|c| (c, 0)).collect();
@@ -91,7 +92,7 @@ fn expand(cases: Vec<Case>, n: u32) -> Vec<(Case, u32)> {
         .flat_map(|i| {
             cases.iter().map(move |c| {
                 let mut c = c.clone();
-                c.id = format!("{}#{}", c.id, i + 1);
+                c.id = format!("{}@{}", c.id, i + 1);
                 (c, i)
             })
         })
