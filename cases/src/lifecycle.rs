@@ -7,6 +7,7 @@
 use crate::util::{expect_one_pkey_fault, init_pkru, mapped, sysfail};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
+use pkeys_harness::rawthread::{Action, LONGJMP_MARK, RawThread};
 use pkeys_harness::sys::{self, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check_eq, check_pkru, pkru};
 
@@ -28,6 +29,11 @@ pub fn cases() -> Vec<Case> {
             "lifecycle::nested_signals_start_at_init_pkru",
             Needs::PKEYS,
             nested,
+        ),
+        Case::new(
+            "lifecycle::siglongjmp_leaves_handler_pkru",
+            Needs::PKEYS,
+            siglongjmp_leaves_handler_pkru,
         ),
         Case::new(
             "lifecycle::saved_pkru_edit_applies_at_sigreturn",
@@ -162,6 +168,49 @@ fn edit_saved(ctx: &mut Ctx) -> Outcome {
         cap.pkru_after,
         z,
         "PKRU after sigreturn with the edited frame"
+    );
+    Ok(())
+}
+
+/// Leaving a handler without sigreturn — by a jump back into the interrupted code, as
+/// `siglongjmp` does — keeps the handler's PKRU (`init_pkru`): only sigreturn restores the
+/// interrupted value from the frame. Programs that `siglongjmp` out of a SEGV handler must
+/// restore PKRU themselves; this records that the kernel does not do it for them (pkeys(7) is
+/// silent). The thread is a raw one whose resume point is register-only code.
+fn siglongjmp_leaves_handler_pkru(ctx: &mut Ctx) -> Outcome {
+    let x = distinctive()?;
+    let st = Region::map(Kind::Anon, 64 << 10, libc::PROT_READ | libc::PROT_WRITE)
+        .map_err(Stop::Fail)?;
+    fault::install_longjmp(libc::SIGUSR2, st.addr(), false);
+    let t = sysfail(
+        "clone",
+        RawThread::spawn_with_flag_at(st, x, None, Action::RaiseUsr2ThenLongjmp, 0),
+    )?;
+    let ended = t.wait_exit(std::time::Duration::from_secs(5));
+    let got = fault::recorded();
+    for f in &got {
+        ctx.diag_fault("signal", f);
+    }
+    check_eq!(ended, true, "raw thread ended");
+    check_eq!(got.len(), 1, "SIGUSR2 deliveries");
+    check_eq!(got[0].saved_pkru, Some(x), "PKRU saved in the frame");
+    let init = init_pkru(ctx);
+    check_pkru!(got[0].pkru_in_handler, init, "PKRU inside the handler");
+    check_eq!(
+        t.stack().read_u32(0),
+        LONGJMP_MARK,
+        "the thread resumed through the jump"
+    );
+    let after = t.stack().read_u32(4);
+    ctx.diag(format!(
+        "PKRU before the signal {}, after jumping out of the handler {}",
+        pkru::fmt(x),
+        pkru::fmt(after)
+    ));
+    check_pkru!(
+        after,
+        init,
+        "PKRU after leaving the handler without sigreturn"
     );
     Ok(())
 }

@@ -541,3 +541,36 @@ pub fn nested_after_inner() -> Option<u32> {
     let v = NEST_AFTER.load(Ordering::SeqCst);
     (v != u64::MAX).then_some(v as u32)
 }
+
+static LONGJMP_FLAG: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn on_longjmp(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    on_record(sig, info, ctx);
+    let flag = LONGJMP_FLAG.load(Ordering::SeqCst);
+    if flag != 0 {
+        // SAFETY: `flag` holds the stack pointer and resume address a raw thread saved just
+        // before raising this signal (rawthread::Action::RaiseUsr2ThenLongjmp). Jumping there
+        // abandons this handler's frame, which owns nothing, as siglongjmp does; the code resumed
+        // is register-only assembly that ends the thread.
+        unsafe {
+            std::arch::asm!(
+                "mov rsp, [{f} + 8]",
+                "jmp qword ptr [{f} + 16]",
+                f = in(reg) flag,
+                options(noreturn),
+            );
+        }
+    }
+}
+
+/// Install a `sig` handler that records the delivery and then leaves the signal without
+/// sigreturn — jumping back into the raw thread that raised it, like `siglongjmp` — using the
+/// resume point that thread saved at `flag` ([`crate::rawthread::Action::RaiseUsr2ThenLongjmp`]).
+/// The handler runs on the altstack when `onstack`. Clears earlier records.
+pub fn install_longjmp(sig: i32, flag: usize, onstack: bool) {
+    init_layout();
+    COUNT.store(0, Ordering::SeqCst);
+    EXIT_THREAD.store(false, Ordering::SeqCst);
+    LONGJMP_FLAG.store(flag, Ordering::SeqCst);
+    install(sig, on_longjmp, if onstack { libc::SA_ONSTACK } else { 0 });
+}

@@ -19,7 +19,15 @@ pub enum Action {
     /// `tkill(self, SIGUSR2)`; after the handler returns, store [`RESUMED_MARK`] at the flag
     /// address and exit.
     RaiseUsr2ThenMark = 2,
+    /// Save its stack pointer and a resume address at flag+8 / flag+16, then `tkill(self,
+    /// SIGUSR2)`. A handler that jumps back there ([`crate::fault::install_longjmp`]) leaves the
+    /// signal without sigreturn, as `siglongjmp` does; the thread then stores its PKRU at flag+4
+    /// and [`LONGJMP_MARK`] at flag. If the handler returns normally it stores [`RESUMED_MARK`].
+    RaiseUsr2ThenLongjmp = 3,
 }
+
+/// The value [`Action::RaiseUsr2ThenLongjmp`] stores when the handler jumped back.
+pub const LONGJMP_MARK: u32 = 0x10d9_10d9;
 
 /// The value [`Action::RaiseUsr2ThenMark`] stores once the thread resumed after sigreturn.
 pub const RESUMED_MARK: u32 = 0x600d_600d;
@@ -76,6 +84,8 @@ pub unsafe fn spawn(
             "je 4f",
             "cmp r14, 2",
             "je 5f",
+            "cmp r14, 3",
+            "je 6f",
             "xor eax, eax",          // WriteNull
             "mov dword ptr [rax], 1",
             "ud2",
@@ -90,6 +100,28 @@ pub unsafe fn spawn(
             "mov eax, 200",          // tkill
             "syscall",
             "mov dword ptr [r15], 0x600d600d",
+            "mov eax, 60",           // exit(0): this thread only
+            "xor edi, edi",
+            "syscall",
+            "ud2",
+            "6:",                    // RaiseUsr2ThenLongjmp
+            "mov [r15 + 8], rsp",    // where a handler may jump back to ...
+            "lea rax, [rip + 7f]",
+            "mov [r15 + 16], rax",   // ... and to which instruction
+            "mov eax, 186",          // gettid
+            "syscall",
+            "mov edi, eax",
+            "mov esi, 12",           // SIGUSR2
+            "mov eax, 200",          // tkill
+            "syscall",
+            "mov dword ptr [r15], 0x600d600d", // the handler returned normally
+            "jmp 8f",
+            "7:",                    // the handler jumped here, bypassing sigreturn
+            "xor ecx, ecx",
+            "rdpkru",
+            "mov [r15 + 4], eax",
+            "mov dword ptr [r15], 0x10d910d9",
+            "8:",
             "mov eax, 60",           // exit(0): this thread only
             "xor edi, edi",
             "syscall",
@@ -165,6 +197,34 @@ impl RawThread {
         alt: Option<crate::mem::Region>,
         action: Action,
     ) -> Result<RawThread, Errno> {
+        let flag = stack.addr();
+        Self::spawn_with_flag(stack, pkru, alt, action, flag)
+    }
+
+    /// Like [`RawThread::spawn`], with the flag words at the start of `stack` + `flag_off`.
+    /// `flag_off` must leave 24 bytes inside the stack mapping, below the stack's top.
+    pub fn spawn_with_flag_at(
+        stack: crate::mem::Region,
+        pkru: u32,
+        alt: Option<crate::mem::Region>,
+        action: Action,
+        flag_off: usize,
+    ) -> Result<RawThread, Errno> {
+        assert!(
+            flag_off + 24 <= stack.len() / 2,
+            "flag words must stay clear of the stack in use"
+        );
+        let flag = stack.addr() + flag_off;
+        Self::spawn_with_flag(stack, pkru, alt, action, flag)
+    }
+
+    fn spawn_with_flag(
+        stack: crate::mem::Region,
+        pkru: u32,
+        alt: Option<crate::mem::Region>,
+        action: Action,
+        flag: usize,
+    ) -> Result<RawThread, Errno> {
         let ss = Box::new(alt.as_ref().map_or(
             libc::stack_t {
                 ss_sp: std::ptr::null_mut(),
@@ -177,7 +237,7 @@ impl RawThread {
         let alt_ptr = alt.as_ref().map(|_| &*ss as *const libc::stack_t);
         // SAFETY: the stack, the altstack description and the flag word (the stack's first word)
         // are owned by the returned RawThread, which never unmaps them while the thread lives.
-        let tid = unsafe { spawn(top, pkru, alt_ptr, action, stack.addr())? };
+        let tid = unsafe { spawn(top, pkru, alt_ptr, action, flag)? };
         Ok(RawThread {
             tid,
             stack: Some(stack),
