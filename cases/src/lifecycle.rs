@@ -4,7 +4,7 @@
 //! rights are inherited by threads and children it creates; exec resets them"). Beyond every
 //! upstream suite.
 
-use crate::util::{expect_one_pkey_fault, init_pkru, mapped, sysfail};
+use crate::util::{expect_one_pkey_fault, init_pkru, sysfail};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::rawthread::{Action, LONGJMP_MARK, RawThread};
@@ -152,12 +152,7 @@ fn nested(ctx: &mut Ctx) -> Outcome {
 /// A fault handler that replaces the saved PKRU with Z (the key allowed, plus unrelated bits)
 /// makes Z the thread's PKRU after sigreturn, exactly.
 fn edit_saved(ctx: &mut Ctx) -> Outcome {
-    let r = mapped(Region::rw(Kind::Anon))?;
-    let key = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
-    sysfail(
-        "pkey_mprotect",
-        r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
-    )?;
+    let (r, key) = crate::util::keyed_region(Kind::Anon, AD)?;
     let before = pkru::read();
     let z = pkru::with_rights(before, key, 0) ^ pkru::wd_bit(14);
     let cap = fault::capture(Fix::SetPkru(z), || {

@@ -2,7 +2,7 @@
 //! TIMEOUT or ERROR when it should, and are run only with `pkeys-suite --selftest` (the project's
 //! own tests check every verdict). None of them is a conformance check.
 
-use crate::util::{expect_one_pkey_fault, init_pkru, sysfail};
+use crate::util::{expect_one_pkey_fault, init_pkru};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::inject;
 use pkeys_harness::mem::{Kind, Region};
@@ -188,12 +188,7 @@ fn missing_fault(ctx: &mut Ctx) -> Outcome {
 
 /// A real access-disabled read, checked against the wrong key.
 fn wrong_si_pkey(ctx: &mut Ctx) -> Outcome {
-    let r = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
-    let key = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
-    sysfail(
-        "pkey_mprotect",
-        r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
-    )?;
+    let (r, key) = crate::util::keyed_region(Kind::Anon, AD)?;
     let before = pkru::read();
     let cap = fault::capture(Fix::AllowKey, || {
         std::hint::black_box(r.read(8));

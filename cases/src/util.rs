@@ -179,3 +179,17 @@ pub fn needs_for(kind: pkeys_harness::mem::Kind) -> pkeys_harness::Needs {
         pkeys_harness::Needs::PKEYS
     }
 }
+
+/// One region of `kind` (every page present) carrying a fresh key allocated with `rights`.
+pub fn keyed_region(
+    kind: pkeys_harness::mem::Kind,
+    rights: u32,
+) -> Result<(pkeys_harness::mem::Region, i32), Stop> {
+    let r = mapped(pkeys_harness::mem::Region::rw(kind))?;
+    let key = sysfail("pkey_alloc", pkeys_harness::pkru::alloc(0, rights))?;
+    sysfail(
+        "pkey_mprotect",
+        r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
+    )?;
+    Ok((r, key))
+}
