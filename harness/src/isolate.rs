@@ -134,6 +134,18 @@ struct Collected {
 }
 
 impl Collected {
+    /// Consume every complete line of `buf`; with `flush`, also a last line without a newline.
+    fn take_lines(&mut self, buf: &mut Vec<u8>, flush: bool) {
+        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            self.line(String::from_utf8_lossy(&line[..i]).as_ref());
+        }
+        if flush && !buf.is_empty() {
+            let rest = std::mem::take(buf);
+            self.line(String::from_utf8_lossy(&rest).as_ref());
+        }
+    }
+
     fn line(&mut self, l: &str) {
         if let Some(d) = l.strip_prefix("D ") {
             self.diags.push(d.to_string());
@@ -157,6 +169,38 @@ impl Collected {
             }
         }
     }
+}
+
+/// What one poll + read of the verdict pipe found.
+#[derive(PartialEq, Eq)]
+enum Ready {
+    /// Bytes were appended to the buffer.
+    Data,
+    /// The write end is closed everywhere.
+    Eof,
+    /// Nothing within the wait.
+    Idle,
+}
+
+/// Wait up to `wait_ms` for `fd` to be readable and append one read's worth to `buf`.
+fn read_ready(fd: i32, wait_ms: i32, buf: &mut Vec<u8>) -> Ready {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, wait_ms) } <= 0 {
+        return Ready::Idle;
+    }
+    let mut chunk = [0u8; 4096];
+    // SAFETY: read into a valid stack buffer.
+    let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+    if n <= 0 {
+        return Ready::Eof;
+    }
+    buf.extend_from_slice(&chunk[..n as usize]);
+    Ready::Data
 }
 
 fn wait_status(pid: i32, flags: i32) -> Option<i32> {
@@ -243,57 +287,20 @@ pub fn run(case: &Case, caps: &Caps, opts: &Options) -> CaseReport {
             break;
         }
         let wait_ms = (deadline - now).as_millis().min(50) as i32;
-        let mut pfd = libc::pollfd {
-            fd: rd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
-        let mut eof = false;
-        if r > 0 {
-            let mut chunk = [0u8; 4096];
-            // SAFETY: read into a valid stack buffer.
-            let n = unsafe { libc::read(rd, chunk.as_mut_ptr().cast(), chunk.len()) };
-            if n <= 0 {
-                eof = true;
-            } else {
-                buf.extend_from_slice(&chunk[..n as usize]);
-                while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=i).collect();
-                    got.line(String::from_utf8_lossy(&line[..i]).as_ref());
-                }
+        match read_ready(rd, wait_ms, &mut buf) {
+            Ready::Eof => {
+                got.take_lines(&mut buf, true);
+                status = wait_status(pid, 0);
+                break;
             }
-        }
-        if eof {
-            status = wait_status(pid, 0);
-            break;
+            Ready::Data => got.take_lines(&mut buf, false),
+            Ready::Idle => {}
         }
         if let Some(st) = wait_status(pid, libc::WNOHANG) {
             status = Some(st);
             // Drain what the child wrote before exiting (descendants may hold the pipe open).
-            loop {
-                let mut chunk = [0u8; 4096];
-                let mut pfd = libc::pollfd {
-                    fd: rd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: poll and read on a valid fd and buffer.
-                let n = unsafe {
-                    if libc::poll(&mut pfd, 1, 0) <= 0 {
-                        break;
-                    }
-                    libc::read(rd, chunk.as_mut_ptr().cast(), chunk.len())
-                };
-                if n <= 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n as usize]);
-            }
-            for l in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                got.line(String::from_utf8_lossy(l).as_ref());
-            }
+            while read_ready(rd, 0, &mut buf) == Ready::Data {}
+            got.take_lines(&mut buf, true);
             break;
         }
     }

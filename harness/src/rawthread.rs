@@ -92,6 +92,10 @@ pub unsafe fn spawn(
             "4:",                    // TouchStack
             "push rax",
             "ud2",
+            "6:",                    // RaiseUsr2ThenLongjmp: save a resume point, then raise
+            "mov [r15 + 8], rsp",    // where a handler may jump back to ...
+            "lea rax, [rip + 7f]",
+            "mov [r15 + 16], rax",   // ... and to which instruction
             "5:",                    // RaiseUsr2ThenMark
             "mov eax, 186",          // gettid
             "syscall",
@@ -99,33 +103,18 @@ pub unsafe fn spawn(
             "mov esi, 12",           // SIGUSR2
             "mov eax, 200",          // tkill
             "syscall",
-            "mov dword ptr [r15], 0x600d600d",
-            "mov eax, 60",           // exit(0): this thread only
-            "xor edi, edi",
-            "syscall",
-            "ud2",
-            "6:",                    // RaiseUsr2ThenLongjmp
-            "mov [r15 + 8], rsp",    // where a handler may jump back to ...
-            "lea rax, [rip + 7f]",
-            "mov [r15 + 16], rax",   // ... and to which instruction
-            "mov eax, 186",          // gettid
-            "syscall",
-            "mov edi, eax",
-            "mov esi, 12",           // SIGUSR2
-            "mov eax, 200",          // tkill
-            "syscall",
             "mov dword ptr [r15], 0x600d600d", // the handler returned normally
-            "jmp 8f",
-            "7:",                    // the handler jumped here, bypassing sigreturn
-            "xor ecx, ecx",
-            "rdpkru",
-            "mov [r15 + 4], eax",
-            "mov dword ptr [r15], 0x10d910d9",
             "8:",
             "mov eax, 60",           // exit(0): this thread only
             "xor edi, edi",
             "syscall",
             "ud2",
+            "7:",                    // a handler jumped here, bypassing sigreturn
+            "xor ecx, ecx",
+            "rdpkru",
+            "mov [r15 + 4], eax",
+            "mov dword ptr [r15], 0x10d910d9",
+            "jmp 8b",
             "9:",
             inlateout("rax") libc::SYS_clone => ret,
             in("rdi") flags,
