@@ -58,7 +58,7 @@ pub(crate) fn access(
     }
     let key = crate::util::alloc_random_key(ctx, 0, 1)?;
     sysfail("pkey_mprotect", r.pkey_mprotect(rw, key))?;
-    if let Some(k) = crate::util::smaps_pkey(r.addr())? {
+    if let Some(k) = crate::util::smaps_pkey_side_check(ctx, r.addr())? {
         check_eq!(k, key, "smaps ProtectionKey after pkey_mprotect");
     }
     // Touch a byte in the last page, away from the start, so si_addr is not trivially the base.

@@ -7,16 +7,18 @@
 use crate::util::sysfail;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, check_pkru, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, check_pkru, pkru};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
         Case::new("alloc::round_trip", Needs::PKEYS, round_trip),
         Case::new("alloc::exhaust", Needs::PKEYS, |c| exhaust(c, false)),
-        Case::new("alloc::exhaust::with_exec_only_key", Needs::PKEYS, |c| {
-            exhaust(c, true)
-        }),
+        Case::new(
+            "alloc::exhaust::with_exec_only_key",
+            Needs::PKEYS.feature(Feature::Smaps),
+            |c| exhaust(c, true),
+        ),
     ]
 }
 

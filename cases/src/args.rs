@@ -10,23 +10,20 @@ use crate::util::{mapped, smaps_pkey, sysfail};
 use pkeys_harness::fault;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, pkru};
 
 /// `PROT_SEM` (x86 accepts and ignores it).
 const PROT_SEM: i32 = 0x8;
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
+    let smaps = Needs::PKEYS.feature(Feature::Smaps);
     vec![
         Case::new("args::alloc_flags", Needs::PKEYS, alloc_flags),
         Case::new("args::alloc_rights", Needs::PKEYS, alloc_rights),
-        Case::new("args::mprotect_range", Needs::PKEYS, mprotect_range),
-        Case::new("args::mprotect_prot", Needs::PKEYS, mprotect_prot),
-        Case::new(
-            "args::exec_only_key_is_not_allocated",
-            Needs::PKEYS,
-            exec_only_key,
-        ),
+        Case::new("args::mprotect_range", smaps, mprotect_range),
+        Case::new("args::mprotect_prot", smaps, mprotect_prot),
+        Case::new("args::exec_only_key_is_not_allocated", smaps, exec_only_key),
         Case::new("args::free_key_0", Needs::PKEYS, free_key_0),
     ]
 }

@@ -6,14 +6,14 @@
 use crate::util::{maps_perms, smaps_pkey};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check_eq};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
         Case::new(
             "compat::pkey_minus_one_is_mprotect::prot",
-            Needs::NONE,
+            Needs::NONE.feature(Feature::Smaps),
             same_protections,
         ),
         Case::new(

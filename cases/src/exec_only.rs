@@ -9,7 +9,7 @@ use crate::util::{expect_one_pkey_fault, init_pkru, smaps_pkey, sysfail};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, page_size};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, pkru};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
@@ -19,12 +19,14 @@ pub fn cases() -> Vec<Case> {
         }),
         Case::new(
             "exec_only::execute_ad_region::memfd_refault",
-            Needs::PKEYS,
+            Needs::PKEYS
+                .feature(Feature::Memfd)
+                .feature(Feature::Madvise),
             |c| execute_ad(c, Kind::Memfd),
         ),
         Case::new(
             "exec_only::implicit_mprotect_exec",
-            Needs::PKEYS,
+            Needs::PKEYS.feature(Feature::Smaps),
             implicit_exec_only,
         ),
     ]

@@ -12,7 +12,7 @@ use crate::util::{mapped, sysfail};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
-use pkeys_harness::{Case, Ctx, Outcome, Stop, check_eq, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Outcome, Stop, check_eq, pkru};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
@@ -44,7 +44,7 @@ pub fn cases() -> Vec<Case> {
         ));
         v.push(Case::new(
             format!("kernel_access::futex_wait_on_wd::{k}"),
-            needs,
+            needs.feature(Feature::Futex),
             move |c| futex_on_wd(c, kind),
         ));
     }

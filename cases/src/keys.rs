@@ -12,7 +12,7 @@ use crate::util::{expect_one_pkey_fault, init_pkru, mapped, smaps_pkey, sysfail}
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, pkru};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
@@ -24,7 +24,7 @@ pub fn cases() -> Vec<Case> {
         Kind::FileShared,
         Kind::Shm,
     ] {
-        let needs = crate::util::needs_for(kind);
+        let needs = crate::util::needs_for(kind).feature(Feature::Smaps);
         v.push(Case::new(
             format!("keys::mprotect_with_pkey_0::{}", kind.name()),
             needs,
@@ -33,7 +33,7 @@ pub fn cases() -> Vec<Case> {
     }
     v.push(Case::new(
         "keys::non_allocated",
-        Needs::PKEYS,
+        Needs::PKEYS.feature(Feature::Smaps),
         non_allocated,
     ));
     v.push(Case::new("keys::out_of_range", Needs::PKEYS, out_of_range));
@@ -45,7 +45,7 @@ pub fn cases() -> Vec<Case> {
     v.push(Case::new("keys::double_free", Needs::PKEYS, double_free));
     v.push(Case::new(
         "keys::freed_key_reused",
-        Needs::PKEYS,
+        Needs::PKEYS.feature(Feature::Smaps),
         freed_key_reused,
     ));
     v.push(Case::new(

@@ -9,14 +9,14 @@ use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::rawthread::{Action, LONGJMP_MARK, RawThread};
 use pkeys_harness::sys::{self, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check_eq, check_pkru, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq, check_pkru, pkru};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
         Case::new(
             "lifecycle::thread_inherits_pkru",
-            Needs::PKEYS,
+            Needs::PKEYS.feature(Feature::Futex),
             thread_inherits,
         ),
         Case::new("lifecycle::fork_copies_pkru", Needs::PKEYS, fork_copies),
@@ -57,7 +57,7 @@ fn distinctive() -> Result<u32, Stop> {
 /// A thread created after the parent set PKRU starts with the parent's exact value.
 fn thread_inherits(_ctx: &mut Ctx) -> Outcome {
     let v = distinctive()?;
-    let seen = std::thread::spawn(pkru::rdpkru)
+    let seen = crate::util::spawn_thread(pkru::rdpkru)
         .join()
         .map_err(|_| Stop::Fail("thread panicked".into()))?;
     check_pkru!(seen, v, "PKRU of the new thread");

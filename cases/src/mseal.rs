@@ -9,13 +9,15 @@
 use crate::util::{mapped, sysfail};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_WRITE as WD};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, check_eq, pkru, skip};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check_eq, pkru, skip};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![Case::new(
         "mseal::dontneed_refused_only_while_write_disabled",
-        Needs::PKEYS,
+        Needs::PKEYS
+            .feature(Feature::Mseal)
+            .feature(Feature::Madvise),
         dontneed,
     )]
 }

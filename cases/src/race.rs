@@ -17,7 +17,7 @@ use crate::util::{mapped, sysfail};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, SEGV_PKUERR};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, pkru};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ pub fn cases() -> Vec<Case> {
     vec![
         Case::new(
             "race::rekey_while_touching",
-            Needs::PKEYS,
+            Needs::PKEYS.feature(Feature::Futex),
             rekey_while_touching,
         )
         .with_timeout(Duration::from_secs(60)),
@@ -41,7 +41,7 @@ pub(crate) fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let flipper = {
         let (r, stop) = (Arc::clone(&r), Arc::clone(&stop));
-        std::thread::spawn(move || {
+        crate::util::spawn_thread(move || {
             let mut flips = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let k = if flips.is_multiple_of(2) { a } else { b };

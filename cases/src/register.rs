@@ -10,7 +10,7 @@
 use crate::util::{expect_one_pkey_fault, init_pkru, mapped, sysfail};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check_eq, check_pkru, pkru, sys};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq, check_pkru, pkru, sys};
 use std::sync::mpsc;
 
 /// The cases of this module.
@@ -23,7 +23,7 @@ pub fn cases() -> Vec<Case> {
         ),
         Case::new(
             "register::alloc_rights_are_per_thread",
-            Needs::PKEYS,
+            Needs::PKEYS.feature(Feature::Futex),
             per_thread,
         ),
         Case::new(
@@ -76,7 +76,7 @@ fn per_thread(ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
     let (go_tx, go_rx) = mpsc::channel::<usize>();
     let (res_tx, res_rx) = mpsc::channel::<(u32, Vec<fault::Fault>)>();
-    let before_thread = std::thread::spawn(move || {
+    let before_thread = crate::util::spawn_thread(move || {
         let addr = go_rx.recv().unwrap_or(0);
         let p = pkru::rdpkru();
         pkru::sync_shadow();
@@ -97,7 +97,7 @@ fn per_thread(ctx: &mut Ctx) -> Outcome {
         pkru::with_rights(init, key, 0),
         "creator's PKRU after pkey_alloc(0, 0)"
     );
-    let after = std::thread::spawn(pkru::rdpkru)
+    let after = crate::util::spawn_thread(pkru::rdpkru)
         .join()
         .map_err(|_| Stop::Fail("thread panicked".into()))?;
     check_pkru!(after, mine, "PKRU of a thread started after pkey_alloc");

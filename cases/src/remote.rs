@@ -22,7 +22,7 @@ use pkeys_harness::fault::{self, ChildEnd, Fix};
 use pkeys_harness::mem::{Kind, Region, temp_fd};
 use pkeys_harness::ptrace as pt;
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, cpu, pkru, skip};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, cpu, pkru, skip};
 
 const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
 const N: usize = 64;
@@ -59,41 +59,43 @@ pub fn cases() -> Vec<Case> {
         ));
         v.push(Case::new(
             format!("remote::recv_into_{rn}::socketpair"),
-            p,
+            p.feature(Feature::UnixSockets),
             move |c| recv_into(c, rights),
         ));
     }
+    let pvm = p.feature(Feature::ProcessVm);
+    let core = p.feature(Feature::CoreDump);
     v.extend([
-        Case::new("remote::process_vm_readv::self_remote_ad", p, |c| {
+        Case::new("remote::process_vm_readv::self_remote_ad", pvm, |c| {
             pvm_self(c, false, false)
         }),
-        Case::new("remote::process_vm_readv::self_local_ad", p, |c| {
+        Case::new("remote::process_vm_readv::self_local_ad", pvm, |c| {
             pvm_self(c, false, true)
         }),
-        Case::new("remote::process_vm_writev::self_remote_ad", p, |c| {
+        Case::new("remote::process_vm_writev::self_remote_ad", pvm, |c| {
             pvm_self(c, true, false)
         }),
-        Case::new("remote::process_vm_writev::self_local_ad", p, |c| {
+        Case::new("remote::process_vm_writev::self_local_ad", pvm, |c| {
             pvm_self(c, true, true)
         }),
         Case::new(
             "remote::process_vm_readv::child_reads_parent",
-            p.ptrace(),
+            pvm.ptrace(),
             |c| pvm_child(c, false),
         ),
         Case::new(
             "remote::process_vm_writev::child_writes_parent",
-            p.ptrace(),
+            pvm.ptrace(),
             |c| pvm_child(c, true),
         ),
         Case::new("remote::ptrace_poke::rw", p.ptrace(), |c| poke(c, RW)),
         Case::new("remote::ptrace_poke::readonly", p.ptrace(), |c| {
             poke(c, libc::PROT_READ)
         }),
-        Case::new("remote::core_dump_xstate_pkru::after_switch", p, |c| {
+        Case::new("remote::core_dump_xstate_pkru::after_switch", core, |c| {
             core_dump_pkru(c, true)
         }),
-        Case::new("remote::core_dump_xstate_pkru::immediate", p, |c| {
+        Case::new("remote::core_dump_xstate_pkru::immediate", core, |c| {
             core_dump_pkru(c, false)
         }),
     ]);

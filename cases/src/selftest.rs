@@ -7,38 +7,122 @@ use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::inject;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::PKEY_DISABLE_ACCESS as AD;
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, pkru};
 use std::time::Duration;
 
 /// The fault-injection cases and, in the same order, the verdict each must get (on a PKU machine).
-pub const EXPECTED: &[(&str, &str)] = &[
-    ("selftest::missing_fault", "FAIL"),
-    ("selftest::wrong_si_pkey", "FAIL"),
-    ("selftest::unexpected_sigbus", "FAIL"),
-    ("selftest::prot_none_read", "FAIL"),
-    ("selftest::hang", "TIMEOUT"),
-    ("selftest::after_hang", "PASS"),
-    ("selftest::abort", "FAIL"),
-    ("selftest::sigkill_self", "FAIL"),
-    ("selftest::exit_without_verdict", "ERROR"),
-    ("selftest::exit0_without_verdict", "ERROR"),
-    ("selftest::panic", "FAIL"),
-    ("selftest::leaves_child_running", "FAIL"),
-    ("selftest::pkru_clobbered", "FAIL"),
-    ("selftest::deny_key0_touch_libc", "FAIL"),
-    ("selftest::leaks_keys_and_pkru", "PASS"),
-    ("selftest::fresh_state_after_leak", "PASS"),
-    ("selftest::wrong::protection_keys_read_ad", "FAIL"),
-    ("selftest::wrong::sighandler_pkey0_disabled", "FAIL"),
-    ("selftest::wrong::ltp_pkey01", "FAIL"),
-    ("selftest::wrong::glibc_double_free", "FAIL"),
-    ("selftest::wrong::args_errno", "FAIL"),
-    ("selftest::wrong::lifecycle_fork", "FAIL"),
-    ("selftest::wrong::race_si_pkey", "FAIL"),
-    ("selftest::wrong::mseal_dontneed", "FAIL"),
-    ("selftest::wrong::init_pkru", "FAIL"),
-    ("selftest::wrong::vma_key_kept", "FAIL"),
-    ("selftest::wrong::remote_write_from_ad", "FAIL"),
+pub const EXPECTED: &[(&str, &str, &str)] = &[
+    // (case id, verdict, a fragment its message must contain: the FAIL message, or the reason
+    // after an ERROR/TIMEOUT directive). The fragment names the check that was meant to fail, so
+    // an injection that fails for an unrelated reason (a system call error, say) is caught.
+    (
+        "selftest::missing_fault",
+        "FAIL",
+        "fault count: expected 1, got 0",
+    ),
+    ("selftest::wrong_si_pkey", "FAIL", "si_pkey: expected "),
+    (
+        "selftest::unexpected_sigbus",
+        "FAIL",
+        "killed by SIGBUS si_code=-6 si_addr=0x",
+    ),
+    (
+        "selftest::prot_none_read",
+        "FAIL",
+        "killed by SIGSEGV si_code=2 si_addr=0x",
+    ),
+    ("selftest::hang", "TIMEOUT", "after 1s"),
+    ("selftest::after_hang", "PASS", ""),
+    ("selftest::abort", "FAIL", "killed by SIGABRT si_code=-6"),
+    ("selftest::sigkill_self", "FAIL", "killed by SIGKILL"),
+    (
+        "selftest::exit_without_verdict",
+        "ERROR",
+        "case exited with status 3 without a verdict",
+    ),
+    (
+        "selftest::exit0_without_verdict",
+        "ERROR",
+        "case exited without a verdict",
+    ),
+    ("selftest::panic", "FAIL", "panicked: deliberate panic"),
+    (
+        "selftest::leaves_child_running",
+        "FAIL",
+        "case left processes running after it ended",
+    ),
+    (
+        "selftest::undeclared_feature",
+        "FAIL",
+        "panicked: case uses AF_UNIX sockets (CONFIG_NET, CONFIG_UNIX) without declaring Feature::UnixSockets in its Needs",
+    ),
+    (
+        "selftest::pkru_clobbered",
+        "FAIL",
+        "PKRU changed behind the harness's back",
+    ),
+    (
+        "selftest::deny_key0_touch_libc",
+        "FAIL",
+        "killed by SIGSEGV",
+    ),
+    ("selftest::leaks_keys_and_pkru", "PASS", ""),
+    ("selftest::fresh_state_after_leak", "PASS", ""),
+    (
+        "selftest::wrong::protection_keys_read_ad",
+        "FAIL",
+        "si_pkey: expected ",
+    ),
+    (
+        "selftest::wrong::sighandler_pkey0_disabled",
+        "FAIL",
+        "(si_signo, si_code, si_addr): expected (11, 2, 0), got (11, 1, 0)",
+    ),
+    (
+        "selftest::wrong::ltp_pkey01",
+        "FAIL",
+        "child's forbidden access: expected ",
+    ),
+    (
+        "selftest::wrong::glibc_double_free",
+        "FAIL",
+        "): expected Err(ENOENT), got Err(EINVAL)",
+    ),
+    (
+        "selftest::wrong::args_errno",
+        "FAIL",
+        "pkey_alloc(flags 0x1, 0): expected Err(EPERM), got Err(EINVAL)",
+    ),
+    (
+        "selftest::wrong::lifecycle_fork",
+        "FAIL",
+        "child (1: PKRU differed from the parent's): expected Exited(1), got Exited(0)",
+    ),
+    (
+        "selftest::wrong::race_si_pkey",
+        "FAIL",
+        "(expected si_code 4, si_pkey ",
+    ),
+    (
+        "selftest::wrong::mseal_dontneed",
+        "FAIL",
+        "MADV_DONTNEED on a sealed mapping whose key is write-disabled: expected Err(EACCES), got Err(EPERM)",
+    ),
+    (
+        "selftest::wrong::init_pkru",
+        "FAIL",
+        "expected PKRU 0x55555555, got 0x55555554",
+    ),
+    (
+        "selftest::wrong::vma_key_kept",
+        "FAIL",
+        "smaps ProtectionKey after mprotect(PROT_READ): expected Some(",
+    ),
+    (
+        "selftest::wrong::remote_write_from_ad",
+        "FAIL",
+        "signals raised by write() from the AD buffer: expected 1, got 0",
+    ),
 ];
 
 /// Ported cases run with a deliberately wrong expected value (one per upstream file).
@@ -60,7 +144,7 @@ fn wrong_expectations() -> Vec<Case> {
         }),
         Case::new(
             "selftest::wrong::vma_key_kept",
-            Needs::PKEYS,
+            Needs::PKEYS.feature(Feature::Smaps),
             crate::vma::mprotect_keeps_key,
         ),
         Case::new(
@@ -80,17 +164,19 @@ fn wrong_expectations() -> Vec<Case> {
         ),
         Case::new(
             "selftest::wrong::race_si_pkey",
-            Needs::PKEYS,
+            Needs::PKEYS.feature(Feature::Futex),
             crate::race::rekey_while_touching,
         ),
         Case::new(
             "selftest::wrong::mseal_dontneed",
-            Needs::PKEYS,
+            Needs::PKEYS
+                .feature(Feature::Mseal)
+                .feature(Feature::Madvise),
             crate::mseal::dontneed,
         ),
         Case::new(
             "selftest::wrong::init_pkru",
-            Needs::PKEYS.root(),
+            Needs::PKEYS,
             crate::init_pkru::fresh_process_and_handler,
         ),
         Case::new(
@@ -161,6 +247,13 @@ fn base() -> Vec<Case> {
         }),
         Case::new("selftest::leaves_child_running", Needs::NONE, |_| {
             inject::leave_child_running();
+            Ok(())
+        }),
+        // Uses AF_UNIX sockets without declaring them: the harness must fail it, naming the
+        // feature, on every kernel (the declaration is what turns a kernel without sockets into
+        // a SKIP). Needs::NONE, so it runs on any machine.
+        Case::new("selftest::undeclared_feature", Needs::NONE, |_| {
+            let _ = pkeys_harness::sys::socketpair_stream();
             Ok(())
         }),
         Case::new("selftest::pkru_clobbered", Needs::PKEYS, |_| {

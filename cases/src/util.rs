@@ -72,8 +72,28 @@ pub fn expect_one_pkey_fault(
     Ok(f)
 }
 
-/// Read `ProtectionKey:` of the smaps entry containing `addr` (None if the field is absent).
+/// Read `ProtectionKey:` of the smaps entry containing `addr` (None if the field is absent). The
+/// case must declare [`Feature::Smaps`](pkeys_harness::Feature::Smaps).
 pub fn smaps_pkey(addr: usize) -> Result<Option<i32>, Stop> {
+    pkeys_harness::features::touch(pkeys_harness::Feature::Smaps);
+    read_smaps_pkey(addr)
+}
+
+/// [`smaps_pkey`] for a case whose smaps check is a side check: on a kernel without
+/// `/proc/<pid>/smaps` (as the probe found) it says so in a diagnostic and returns `Ok(None)`,
+/// and the case goes on with its main assertions.
+pub fn smaps_pkey_side_check(ctx: &mut Ctx, addr: usize) -> Result<Option<i32>, Stop> {
+    if let Some(e) = ctx.caps.features.absent(pkeys_harness::Feature::Smaps) {
+        ctx.diag(format!(
+            "smaps side check not done: {}",
+            pkeys_harness::Feature::Smaps.skip_reason(e)
+        ));
+        return Ok(None);
+    }
+    read_smaps_pkey(addr)
+}
+
+fn read_smaps_pkey(addr: usize) -> Result<Option<i32>, Stop> {
     let text = std::fs::read_to_string("/proc/self/smaps")
         .map_err(|e| Stop::Fail(format!("read smaps: {e}")))?;
     let mut inside = false;
@@ -171,13 +191,35 @@ pub fn alloc_random_key(ctx: &mut Ctx, rights: u32, salt: u64) -> Result<i32, St
     Ok(key)
 }
 
-/// What a case over mapping kind `kind` needs: protection keys, plus huge pages for hugetlb.
+/// What a case over mapping kind `kind` needs: protection keys, plus huge pages for hugetlb and
+/// the kernel feature the kind is made with (THP, memfd, SysV shm).
 pub fn needs_for(kind: pkeys_harness::mem::Kind) -> pkeys_harness::Needs {
-    if kind.is_hugetlb() {
-        pkeys_harness::Needs::PKEYS.hugetlb()
+    needs_with_kind(pkeys_harness::Needs::PKEYS, kind)
+}
+
+/// `needs` plus what mapping `kind` needs (see [`needs_for`]).
+pub fn needs_with_kind(
+    needs: pkeys_harness::Needs,
+    kind: pkeys_harness::mem::Kind,
+) -> pkeys_harness::Needs {
+    let n = if kind.is_hugetlb() {
+        needs.hugetlb()
     } else {
-        pkeys_harness::Needs::PKEYS
+        needs
+    };
+    match kind.feature() {
+        Some(f) => n.feature(f),
+        None => n,
     }
+}
+
+/// `std::thread::spawn` for cases that declare [`Feature::Futex`](pkeys_harness::Feature::Futex):
+/// joining a standard-library thread waits on a futex.
+pub fn spawn_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    pkeys_harness::features::touch(pkeys_harness::Feature::Futex);
+    std::thread::spawn(f)
 }
 
 /// One region of `kind` (every page present) carrying a fresh key allocated with `rights`.

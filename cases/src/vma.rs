@@ -13,14 +13,15 @@ use crate::util::{expect_one_pkey_fault, init_pkru, mapped, smaps_pkey, sysfail}
 use pkeys_harness::fault::{self, ChildEnd, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, pkru};
 use std::time::Duration;
 
 const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
-    let p = Needs::PKEYS;
+    // Every case here reads smaps (the key of each VMA is the point).
+    let p = Needs::PKEYS.feature(Feature::Smaps);
     let mut v = vec![
         Case::new("vma::mprotect_keeps_key", p, mprotect_keeps_key),
         Case::new(
@@ -47,7 +48,7 @@ pub fn cases() -> Vec<Case> {
     for kind in [Kind::Anon, Kind::Memfd, Kind::FileShared] {
         v.push(Case::new(
             format!("vma::dontneed_refault_keeps_key::{}", kind.name()),
-            p,
+            crate::util::needs_with_kind(p, kind).feature(Feature::Madvise),
             move |c| dontneed_refault(c, kind),
         ));
     }
@@ -69,7 +70,12 @@ pub fn cases() -> Vec<Case> {
         ));
     }
     v.push(
-        Case::new("vma::kinds::ksm_merged", p, ksm_merged).with_timeout(Duration::from_secs(40)),
+        Case::new(
+            "vma::kinds::ksm_merged",
+            p.feature(Feature::Ksm).feature(Feature::Madvise),
+            ksm_merged,
+        )
+        .with_timeout(Duration::from_secs(40)),
     );
     v
 }
@@ -77,6 +83,7 @@ pub fn cases() -> Vec<Case> {
 /// The `/proc/self/smaps` entries intersecting `[start, end)`: `(start, end, ProtectionKey)`.
 /// Entries may reach beyond the range (a neighbouring mapping with equal attributes merges).
 fn smaps_entries(start: usize, end: usize) -> Result<Vec<(usize, usize, Option<i32>)>, Stop> {
+    pkeys_harness::features::touch(pkeys_harness::Feature::Smaps);
     let text = std::fs::read_to_string("/proc/self/smaps")
         .map_err(|e| Stop::Fail(format!("read smaps: {e}")))?;
     let mut out: Vec<(usize, usize, Option<i32>)> = Vec::new();

@@ -1,6 +1,7 @@
 //! The case model: a case is an id, its requirements, a time limit and a function.
 
 use crate::fault::Fault;
+use crate::features::{Feature, FeatureSet};
 use crate::probe::Caps;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub struct Needs {
     pub hugetlb: bool,
     /// Permission to ptrace a child.
     pub ptrace: bool,
+    /// Optional kernel features (sockets, SysV shm, ...): SKIP naming the config option when the
+    /// kernel was built without one.
+    pub features: FeatureSet,
 }
 
 impl Needs {
@@ -43,6 +47,7 @@ impl Needs {
         root: false,
         hugetlb: false,
         ptrace: false,
+        features: FeatureSet::EMPTY,
     };
     /// Working protection keys.
     pub const PKEYS: Needs = Needs {
@@ -55,10 +60,18 @@ impl Needs {
         ..Needs::NONE
     };
 
-    /// Add hugetlb pages.
+    /// Add hugetlb pages (and so the hugetlbfs feature).
     pub const fn hugetlb(self) -> Needs {
         Needs {
             hugetlb: true,
+            features: self.features.with(Feature::Hugetlbfs),
+            ..self
+        }
+    }
+    /// Add an optional kernel feature.
+    pub const fn feature(self, f: Feature) -> Needs {
+        Needs {
+            features: self.features.with(f),
             ..self
         }
     }
@@ -80,6 +93,9 @@ impl Needs {
             && let Err(r) = &caps.pkeys
         {
             return Some(r.clone());
+        }
+        if let Some(r) = caps.features.missing(self.features) {
+            return Some(r);
         }
         if self.no_pku && caps.cpu.pku {
             return Some("CPU has PKU (this check is for CPUs without it)".into());

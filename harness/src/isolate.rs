@@ -65,6 +65,7 @@ fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
     unsafe { libc::setpgid(0, 0) };
     fault::set_report_fd(fd);
     fault::install_crash_handlers();
+    crate::features::enter_case(case.needs.features);
     pkru::reset_shadow();
     if caps.cpu.ospke {
         pkru::sync_shadow();

@@ -4,6 +4,7 @@
 //! - [`pkru`]: RDPKRU/WRPKRU with a shadow copy checked on every read;
 //! - [`cpu`]: CPUID probing (PKU, OSPKE, the XSAVE offset of PKRU);
 //! - [`probe`]: what this machine can run, and the SKIP reason when it cannot;
+//! - [`features`]: optional kernel features (sockets, SysV shm, ...) and their config options;
 //! - [`fault`]: the SIGSEGV capture (`si_code`, `si_addr`, `si_pkey`, handler and saved PKRU);
 //! - [`mem`]: mappings of every kind (anonymous, THP, hugetlb, file, memfd, SysV shm) with safe access;
 //! - [`case`], [`verdict`], [`isolate`]: the case model, verdicts and fork-per-case isolation;
@@ -14,6 +15,7 @@
 pub mod case;
 pub mod cpu;
 pub mod fault;
+pub mod features;
 pub mod guest;
 pub mod inject;
 pub mod isolate;
@@ -27,4 +29,5 @@ pub mod sys;
 pub mod verdict;
 
 pub use case::{Case, Ctx, Needs, Outcome, Stop};
+pub use features::Feature;
 pub use verdict::{CaseReport, Verdict};

@@ -58,6 +58,18 @@ impl Kind {
         }
     }
 
+    /// The optional kernel feature mapping this kind uses, if any.
+    pub fn feature(self) -> Option<crate::features::Feature> {
+        use crate::features::Feature;
+        match self {
+            Kind::Thp => Some(Feature::Thp),
+            Kind::Hugetlb | Kind::HugetlbShared => Some(Feature::Hugetlbfs),
+            Kind::Memfd => Some(Feature::Memfd),
+            Kind::Shm => Some(Feature::SysvShm),
+            Kind::Anon | Kind::AnonShared | Kind::FilePrivate | Kind::FileShared => None,
+        }
+    }
+
     /// Whether the kind needs hugetlb pages.
     pub fn is_hugetlb(self) -> bool {
         matches!(self, Kind::Hugetlb | Kind::HugetlbShared)
@@ -136,6 +148,9 @@ impl Region {
         };
         let len = len.max(1).div_ceil(page) * page;
         let anon = libc::MAP_ANONYMOUS;
+        if let Some(f) = kind.feature() {
+            crate::features::touch(f);
+        }
         let (ptr, map_len, shm) = match kind {
             Kind::Anon => (map_raw(len, prot, libc::MAP_PRIVATE | anon, -1), len, false),
             Kind::AnonShared => (map_raw(len, prot, libc::MAP_SHARED | anon, -1), len, false),
@@ -145,7 +160,14 @@ impl Region {
                 } else {
                     libc::MAP_SHARED
                 };
-                let r = map_raw(len, prot, share | anon | libc::MAP_HUGETLB, -1);
+                // 2 MiB pages asked for explicitly: the default huge page size may be 1 GiB
+                // (`default_hugepagesz=1G`), and a plain MAP_HUGETLB would then take 1 GiB pages.
+                let r = map_raw(
+                    len,
+                    prot,
+                    share | anon | libc::MAP_HUGETLB | libc::MAP_HUGE_2MB,
+                    -1,
+                );
                 if let Err(e) = r {
                     return Err(format!(
                         "no 2 MiB huge pages could be mapped (MAP_HUGETLB: {e})"

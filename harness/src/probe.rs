@@ -1,6 +1,7 @@
 //! Capability probing: what this machine can run, and the SKIP reason when it cannot.
 
 use crate::cpu::{self, CpuPkeys};
+use crate::features::Feature;
 use crate::pkru;
 use crate::sys::{self, Errno};
 
@@ -21,6 +22,8 @@ pub struct Caps {
     pub ptrace: Result<(), String>,
     /// PKRU of the probing process at start (its `init_pkru` if nothing changed it).
     pub start_pkru: Option<u32>,
+    /// The optional kernel features this kernel was built without.
+    pub features: crate::features::Probed,
 }
 
 /// Turn a failed `pkey_alloc(0, 0)` into the reason the pkeys cases are skipped.
@@ -53,16 +56,21 @@ fn probe_hugetlb() -> Result<(), String> {
             std::ptr::null_mut(),
             HUGE_2M,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_POPULATE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_HUGETLB
+                | libc::MAP_HUGE_2MB
+                | libc::MAP_POPULATE,
             -1,
             0,
         )
     };
     if p == libc::MAP_FAILED {
         let e = Errno::last();
-        let nr = std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap_or_default();
+        let nr = std::fs::read_to_string(NR_HUGEPAGES_2M).unwrap_or_default();
         return Err(format!(
-            "no 2 MiB huge pages could be reserved (mmap MAP_HUGETLB: {e}; vm.nr_hugepages={})",
+            "no 2 MiB huge pages could be reserved (mmap MAP_HUGETLB|MAP_HUGE_2MB: {e}; \
+             hugepages-2048kB/nr_hugepages={})",
             nr.trim()
         ));
     }
@@ -98,21 +106,27 @@ impl Caps {
             }
             Err(e) => (Err(classify_alloc_failure(e, &cpu)), Some(e)),
         };
+        let features = crate::features::Probed::probe();
+        let hugetlb = match features.absent(Feature::Hugetlbfs) {
+            Some(e) => Err(Feature::Hugetlbfs.skip_reason(e)),
+            None => probe_hugetlb(),
+        };
         Caps {
             cpu,
             pkeys,
             alloc_errno,
             root: sys::is_root(),
-            hugetlb: probe_hugetlb(),
+            hugetlb,
             ptrace: probe_ptrace(),
             start_pkru,
+            features,
         }
     }
 
     /// One line describing the capabilities, for the KTAP header and `--list` users.
     pub fn summary(&self) -> String {
         format!(
-            "pku={} ospke={} pkeys={} hugetlb={} ptrace={} root={} pkru={}",
+            "pku={} ospke={} pkeys={} hugetlb={} ptrace={} root={} pkru={} absent={}",
             self.cpu.pku as u8,
             self.cpu.ospke as u8,
             if self.pkeys.is_ok() { "yes" } else { "no" },
@@ -120,6 +134,7 @@ impl Caps {
             if self.ptrace.is_ok() { "yes" } else { "no" },
             self.root as u8,
             self.start_pkru.map_or("none".into(), pkru::fmt),
+            self.features.absent_list(),
         )
     }
 }
@@ -185,14 +200,15 @@ mod tests {
 /// Huge pages reserved for a native run, given back when dropped.
 ///
 /// On a machine with protection keys, running as root, with no 2 MiB huge page available, the
-/// suite reserves a few (`vm.nr_hugepages += N`) so the hugetlb variants run, and restores the
+/// suite reserves a few (`hugepages-2048kB/nr_hugepages += N`) so the hugetlb variants run, and restores the
 /// previous value at the end. Inside a guest the init has already reserved them.
 #[derive(Debug)]
 pub struct HugetlbReservation {
     previous: Option<String>,
 }
 
-const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+/// The 2 MiB huge page pool (`vm.nr_hugepages` counts the default size, which may be 1 GiB).
+pub const NR_HUGEPAGES_2M: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
 
 impl HugetlbReservation {
     /// Reserve `pages` more huge pages if `caps` says the pkeys cases can run but hugetlb cannot
@@ -202,11 +218,11 @@ impl HugetlbReservation {
         if caps.pkeys.is_err() || caps.hugetlb.is_ok() || !caps.root {
             return r;
         }
-        let Ok(prev) = std::fs::read_to_string(NR_HUGEPAGES) else {
+        let Ok(prev) = std::fs::read_to_string(NR_HUGEPAGES_2M) else {
             return r;
         };
         let n: u64 = prev.trim().parse().unwrap_or(0);
-        if std::fs::write(NR_HUGEPAGES, (n + u64::from(pages)).to_string()).is_ok() {
+        if std::fs::write(NR_HUGEPAGES_2M, (n + u64::from(pages)).to_string()).is_ok() {
             r.previous = Some(prev.trim().to_string());
             caps.hugetlb = probe_hugetlb();
         }
@@ -222,7 +238,7 @@ impl HugetlbReservation {
 impl Drop for HugetlbReservation {
     fn drop(&mut self) {
         if let Some(prev) = self.previous.take() {
-            let _ = std::fs::write(NR_HUGEPAGES, prev);
+            let _ = std::fs::write(NR_HUGEPAGES_2M, prev);
         }
     }
 }

@@ -151,6 +151,7 @@ pub fn vmsplice_gift(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> 
 
 /// `futex(word, FUTEX_WAIT, expected, NULL)`.
 pub fn futex_wait(word: usize, expected: u32) -> Result<i32, Errno> {
+    crate::features::touch(crate::features::Feature::Futex);
     // SAFETY: the kernel reads the word (checking access) and may sleep; no timeout pointer.
     ret(unsafe {
         libc::syscall(
@@ -167,6 +168,10 @@ pub fn futex_wait(word: usize, expected: u32) -> Result<i32, Errno> {
 
 /// `madvise(addr, len, advice)`.
 pub fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
+    crate::features::touch(crate::features::Feature::Madvise);
+    if advice == libc::MADV_MERGEABLE || advice == libc::MADV_UNMERGEABLE {
+        crate::features::touch(crate::features::Feature::Ksm);
+    }
     // SAFETY: the kernel validates the range; MADV_DONTNEED on the caller's own mapping only drops
     // page contents the caller chose to drop.
     ret(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) } as libc::c_long).map(drop)
@@ -177,6 +182,7 @@ pub const SYS_MSEAL: libc::c_long = 462;
 
 /// `mseal(addr, len, 0)`.
 pub fn mseal(addr: usize, len: usize) -> Result<(), Errno> {
+    crate::features::touch(crate::features::Feature::Mseal);
     // SAFETY: sealing only restricts later changes to the caller's own mapping.
     ret(unsafe { libc::syscall(SYS_MSEAL, addr, len, 0usize) }).map(drop)
 }
@@ -274,6 +280,7 @@ pub fn recv_into(fd: i32, buf: *mut u8, len: usize, flags: i32) -> Result<usize,
 
 /// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
 pub fn socketpair_stream() -> Result<(i32, i32), Errno> {
+    crate::features::touch(crate::features::Feature::UnixSockets);
     let mut fds = [0i32; 2];
     // SAFETY: socketpair with a valid two-element array.
     let r = unsafe {
@@ -310,6 +317,7 @@ pub fn process_vm_readv(
     local: &[(usize, usize)],
     remote: &[(usize, usize)],
 ) -> Result<usize, Errno> {
+    crate::features::touch(crate::features::Feature::ProcessVm);
     let (l, r) = (iovecs(local), iovecs(remote));
     // SAFETY: the local iovecs describe caller memory; the kernel validates both sides.
     ret_len(unsafe {
@@ -323,6 +331,7 @@ pub fn process_vm_writev(
     local: &[(usize, usize)],
     remote: &[(usize, usize)],
 ) -> Result<usize, Errno> {
+    crate::features::touch(crate::features::Feature::ProcessVm);
     let (l, r) = (iovecs(local), iovecs(remote));
     // SAFETY: the local iovecs describe caller memory; the kernel validates both sides. A write
     // into this process's own memory only touches ranges of the caller's regions.
@@ -362,6 +371,7 @@ pub fn default_signal(sig: i32) {
 
 /// `setrlimit(RLIMIT_CORE, unlimited)`.
 pub fn core_limit_unlimited() -> Result<(), Errno> {
+    crate::features::touch(crate::features::Feature::CoreDump);
     let lim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
@@ -385,4 +395,139 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
             }
         });
     }
+}
+
+/// Probe for [`crate::features`]: `socket(AF_UNIX, SOCK_STREAM)`, closed at once.
+pub fn probe_unix_socket() -> Result<(), Errno> {
+    // SAFETY: socket() takes integers; the descriptor is closed right after.
+    let fd = ret(
+        unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }
+            as libc::c_long,
+    )?;
+    close(fd);
+    Ok(())
+}
+
+/// Probe for [`crate::features`]: a one-page private SysV segment, removed at once.
+pub fn probe_shmget() -> Result<(), Errno> {
+    // SAFETY: shmget takes integers; the segment is removed right after.
+    let id = ret(
+        unsafe { libc::shmget(libc::IPC_PRIVATE, page_size(), libc::IPC_CREAT | 0o600) }
+            as libc::c_long,
+    )?;
+    // SAFETY: IPC_RMID on the segment made above; no buffer is passed.
+    unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    Ok(())
+}
+
+/// Probe for [`crate::features`]: `memfd_create`, closed at once.
+pub fn probe_memfd() -> Result<(), Errno> {
+    // SAFETY: a NUL-terminated name; the descriptor is closed right after.
+    let fd = ret(
+        unsafe { libc::memfd_create(c"pkeys-probe".as_ptr(), libc::MFD_CLOEXEC) } as libc::c_long,
+    )?;
+    close(fd);
+    Ok(())
+}
+
+/// Probe for [`crate::features`]: `process_vm_readv` of no iovec from this process.
+pub fn probe_process_vm() -> Result<(), Errno> {
+    // SAFETY: zero iovecs: the kernel reads no memory.
+    ret_len(unsafe {
+        libc::process_vm_readv(getpid(), std::ptr::null(), 0, std::ptr::null(), 0, 0)
+    })
+    .map(drop)
+}
+
+/// Probe for [`crate::features`]: `userfaultfd(O_CLOEXEC)`, closed if it opened.
+pub fn probe_userfaultfd() -> Result<(), Errno> {
+    // SAFETY: userfaultfd takes one integer flag.
+    let fd = ret(unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) })?;
+    close(fd);
+    Ok(())
+}
+
+/// Probe for [`crate::features`]: `mseal(0, 0, 0)`, a no-op on a kernel that has it.
+pub fn probe_mseal() -> Result<(), Errno> {
+    // SAFETY: an empty range seals nothing.
+    ret(unsafe { libc::syscall(SYS_MSEAL, 0usize, 0usize, 0usize) }).map(drop)
+}
+
+/// Probe for [`crate::features`]: `futex(FUTEX_WAKE)` on a local word (wakes no one).
+pub fn probe_futex() -> Result<(), Errno> {
+    let word = 0u32;
+    // SAFETY: FUTEX_WAKE only looks up waiters of a valid local word.
+    ret(unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            &word as *const u32,
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        )
+    })
+    .map(drop)
+}
+
+/// Probe for [`crate::features`]: `madvise(MADV_NORMAL)` of zero bytes at a page-aligned address.
+pub fn probe_madvise() -> Result<(), Errno> {
+    // SAFETY: a zero-length range changes nothing.
+    ret(
+        unsafe { libc::madvise(page_size() as *mut libc::c_void, 0, libc::MADV_NORMAL) }
+            as libc::c_long,
+    )
+    .map(drop)
+}
+
+/// Where debugfs is mounted by convention.
+pub const DEBUGFS: &str = "/sys/kernel/debug";
+
+/// debugfs mounted for one case in a mount namespace of its own (see [`mount_debugfs_private`]);
+/// unmounted on drop, and gone with the case's process in any event.
+#[derive(Debug)]
+pub struct PrivateDebugfs(());
+
+impl Drop for PrivateDebugfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount(DEBUGFS);
+    }
+}
+
+/// Whether debugfs is mounted at [`DEBUGFS`] in this process's mount namespace.
+pub fn debugfs_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(DEBUGFS))
+        })
+        .unwrap_or(false)
+}
+
+/// Mount debugfs at [`DEBUGFS`] for the calling process only: `unshare(CLONE_NEWNS)`, every mount
+/// made private (so nothing propagates back to the host's namespace), then the mount. Needs root;
+/// meant for a case's forked child, so the mount disappears with it whatever happens.
+///
+/// # References
+/// unshare(2), mount(2), mount_namespaces(7).
+pub fn mount_debugfs_private() -> Result<PrivateDebugfs, String> {
+    use nix::mount::{MsFlags, mount};
+    crate::features::touch(crate::features::Feature::Debugfs);
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making / private: {e}"))?;
+    mount(
+        Some("debugfs"),
+        DEBUGFS,
+        Some("debugfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount debugfs on {DEBUGFS}: {e}"))?;
+    Ok(PrivateDebugfs(()))
 }

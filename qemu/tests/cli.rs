@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rstest::rstest;
 
@@ -223,17 +223,11 @@ fn signal_stops_guests_and_cleans_up(#[case] sig: nix::sys::signal::Signal, #[ca
             break;
         }
     }
-    let t = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert_eq!(status.code(), Some(want), "{seen}{rest}");
-    assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        t.elapsed()
-    );
     assert!(rest.contains("no guest left running"), "{rest}");
     let pid: i32 = std::fs::read_to_string(Path::new(&f.p("out")).join("fake-qemu.pid"))
         .unwrap()

@@ -48,6 +48,10 @@ fn prereqs() -> Result<&'static Prereqs, String> {
     .map_err(Clone::clone)
 }
 
+/// The boot limit of every test guest but the one that tests the boot limit: generous, because a
+/// busy machine boots slowly (over 9 s at load 5 on 2 cores) and no test here is about speed.
+const BOOT_LIMIT: u64 = 300;
+
 fn spec(
     p: &Prereqs,
     name: &str,
@@ -113,8 +117,8 @@ fn guest_trial(name: &str, f: fn(&Prereqs, &Path) -> Result<(), Failed>) -> Tria
 }
 
 fn boots_6_12(p: &Prereqs, out: &Path) -> Result<(), Failed> {
-    let (run, took) = boot(
-        &spec(p, "6.12-max", "", &[], 120, 60),
+    let (run, _) = boot(
+        &spec(p, "6.12-max", "", &[], 120, BOOT_LIMIT),
         &p.base,
         &p.qemu,
         out,
@@ -142,26 +146,30 @@ fn boots_6_12(p: &Prereqs, out: &Path) -> Result<(), Failed> {
             .any(|d| d.contains("si_pkey=1")),
         "a real pkey fault observed",
     )?;
-    check(took < Duration::from_secs(60), format!("took {took:?}"))
+    Ok(())
 }
 
 fn init_pkru_denying_key0_panics_before_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
     // The runner refuses this command line; here it is forced through to show why.
-    let (run, took) = boot(
-        &spec(p, "deny-key0", "init_pkru=0x55555555", &[], 60, 30),
+    let (run, _) = boot(
+        &spec(p, "deny-key0", "init_pkru=0x55555555", &[], 60, BOOT_LIMIT),
         &p.base,
         &p.qemu,
         out,
     );
     check(run.attempts == 2, "retried once: the suite never started")?;
     check(message(&run).starts_with("kernel crashed: "), message(&run))?;
-    check(run.cases.is_empty(), "no results")?;
-    check(took < Duration::from_secs(40), format!("took {took:?}"))
+    check(run.cases.is_empty(), "no results")
 }
 
 fn truncated_initramfs(p: &Prereqs, out: &Path) -> Result<(), Failed> {
     let half = &p.base[..p.base.len() / 2];
-    let (run, _) = boot(&spec(p, "truncated", "", &[], 60, 30), half, &p.qemu, out);
+    let (run, _) = boot(
+        &spec(p, "truncated", "", &[], 60, BOOT_LIMIT),
+        half,
+        &p.qemu,
+        out,
+    );
     check(run.attempts == 2, "retried once")?;
     check(message(&run).starts_with("kernel crashed: "), message(&run))?;
     let RunStatus::Error { console_tail, .. } = &run.status else {
@@ -171,13 +179,12 @@ fn truncated_initramfs(p: &Prereqs, out: &Path) -> Result<(), Failed> {
 }
 
 fn hang_before_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
-    let (run, took) = boot(&spec(p, "slow-boot", "", &[], 60, 1), &p.base, &p.qemu, out);
+    let (run, _) = boot(&spec(p, "slow-boot", "", &[], 60, 1), &p.base, &p.qemu, out);
     check(run.attempts == 2, "retried once")?;
     check(
         message(&run).contains("hung before the suite started"),
         message(&run),
-    )?;
-    check(took < Duration::from_secs(5), format!("took {took:?}"))
+    )
 }
 
 const HANG_ARGS: &[&str] = &[
@@ -189,8 +196,8 @@ const HANG_ARGS: &[&str] = &[
 ];
 
 fn hang_after_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
-    let (run, took) = boot(
-        &spec(p, "hang", "", HANG_ARGS, 9, 60),
+    let (run, _) = boot(
+        &spec(p, "hang", "", HANG_ARGS, 9, BOOT_LIMIT),
         &p.base,
         &p.qemu,
         out,
@@ -204,7 +211,14 @@ fn hang_after_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
         !run.meta.is_empty(),
         "the header streamed before the hang is kept",
     )?;
-    check(took < Duration::from_secs(15), format!("took {took:?}"))
+    // The 9 s limit counts from the suite's first line: a slow boot does not eat into it.
+    check(
+        message(&run).contains("within 9 s"),
+        format!(
+            "the suite's limit was the one that expired: {}",
+            message(&run)
+        ),
+    )
 }
 
 /// Our children named qemu-system-x86.
@@ -225,14 +239,14 @@ fn qemu_children() -> Vec<i32> {
 }
 
 fn qemu_killed(p: &Prereqs, out: &Path) -> Result<(), Failed> {
-    let spec = spec(p, "killed", "", HANG_ARGS, 60, 60);
+    let spec = spec(p, "killed", "", HANG_ARGS, 60, BOOT_LIMIT);
     let ktap = out.join("killed.ktap");
-    let (run, took) = std::thread::scope(|s| {
+    let (run, _) = std::thread::scope(|s| {
         let h = s.spawn(|| boot(&spec, &p.base, &p.qemu, out));
         let t = Instant::now();
         while !std::fs::read_to_string(&ktap).is_ok_and(|k| k.contains("1..")) {
             assert!(
-                t.elapsed() < Duration::from_secs(40),
+                t.elapsed() < Duration::from_secs(BOOT_LIMIT),
                 "the suite did not start"
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -249,7 +263,6 @@ fn qemu_killed(p: &Prereqs, out: &Path) -> Result<(), Failed> {
         message(&run).starts_with("qemu exited (signal: 9"),
         message(&run),
     )?;
-    check(took < Duration::from_secs(45), format!("took {took:?}"))?;
     check(qemu_children().is_empty(), "no qemu left")
 }
 
@@ -257,7 +270,7 @@ fn qemu_killed(p: &Prereqs, out: &Path) -> Result<(), Failed> {
 /// including those that need protection keys (SKIP on a host without PKU).
 fn selftests_in_guest(p: &Prereqs, out: &Path) -> Result<(), Failed> {
     let (run, _) = boot(
-        &spec(p, "selftest", "", &["--selftest"], 120, 60),
+        &spec(p, "selftest", "", &["--selftest"], 120, BOOT_LIMIT),
         &p.base,
         &p.qemu,
         out,
@@ -267,15 +280,18 @@ fn selftests_in_guest(p: &Prereqs, out: &Path) -> Result<(), Failed> {
         format!("guest error: {}", message(&run)),
     )?;
     check(run.complete, "stream complete")?;
-    for (id, want) in pkeys_cases::selftest::EXPECTED {
-        let got = run
-            .cases
-            .iter()
-            .find(|c| c.id == *id)
-            .map(|c| c.verdict.to_string());
+    for (id, want, fragment) in pkeys_cases::selftest::EXPECTED {
+        let case = run.cases.iter().find(|c| c.id == *id);
+        let got = case.map(|c| c.verdict.to_string());
         check(
             got.as_deref() == Some(*want),
             format!("{id}: expected {want}, got {got:?}"),
+        )?;
+        // The message must come from the check the injection targets.
+        let reason = case.and_then(|c| c.reason.clone()).unwrap_or_default();
+        check(
+            reason.contains(fragment),
+            format!("{id}: message {reason:?} lacks {fragment:?}"),
         )?;
     }
     check(
@@ -303,7 +319,12 @@ fn panic_after_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
         "selftest::after_hang",
         "--inject-panic",
     ];
-    let (run, took) = boot(&spec(p, "panic", "", &args, 60, 60), &p.base, &p.qemu, out);
+    let (run, _) = boot(
+        &spec(p, "panic", "", &args, 60, BOOT_LIMIT),
+        &p.base,
+        &p.qemu,
+        out,
+    );
     check(run.attempts == 1, "never retried after the suite started")?;
     check(message(&run).starts_with("kernel crashed: "), message(&run))?;
     let RunStatus::Error { console_tail, .. } = &run.status else {
@@ -320,8 +341,7 @@ fn panic_after_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
         .cases
         .iter()
         .any(|c| c.id == "selftest::after_hang" && c.verdict == pkeys_report::Verdict::Pass);
-    check(kept, format!("streamed result kept: {:?}", run.cases))?;
-    check(took < Duration::from_secs(30), format!("took {took:?}"))
+    check(kept, format!("streamed result kept: {:?}", run.cases))
 }
 
 fn main() {

@@ -148,8 +148,9 @@ fn mount_all() -> Result<(), String> {
             console(&format!("pkeys-init: warning: {e}"));
         }
     }
-    // Failure is fine: the hugetlb cases SKIP with the reason.
-    let _ = std::fs::write("/proc/sys/vm/nr_hugepages", HUGEPAGES);
+    // Failure is fine: the hugetlb cases SKIP with the reason. 2 MiB pages by name, since the
+    // default huge page size (what vm.nr_hugepages counts) may be 1 GiB.
+    let _ = std::fs::write(crate::probe::NR_HUGEPAGES_2M, HUGEPAGES);
     Ok(())
 }
 
