@@ -531,3 +531,20 @@ pub fn mount_debugfs_private() -> Result<PrivateDebugfs, String> {
     .map_err(|e| format!("mount debugfs on {DEBUGFS}: {e}"))?;
     Ok(PrivateDebugfs(()))
 }
+
+/// Become `uid` (with gid `uid` and no supplementary groups) for good: what a run by an
+/// unprivileged user sees. Only root can do it; the process keeps no capability afterwards.
+///
+/// # References
+/// setgroups(2), setresgid(2), setresuid(2).
+pub fn drop_privileges(uid: u32) -> Result<(), Errno> {
+    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(uid));
+    setgroups(&[])?;
+    setresgid(g, g, g)?;
+    setresuid(u, u, u)?;
+    // Changing credentials cleared the dumpable flag, which would forbid ptrace and
+    // process_vm_* between this process and its children; a process a user starts is dumpable.
+    nix::sys::prctl::set_dumpable(true)?;
+    Ok(())
+}

@@ -5,7 +5,7 @@
 //! cpus = ["max"]                  # qemu -cpu models
 //! memory = "512M"                 # qemu -m
 //! smp = 1                         # qemu -smp
-//! timeout = 300                   # seconds per guest, boot included
+//! timeout = 300                   # seconds for the suite, from its first line (boot excluded)
 //! boot_timeout = 120              # seconds until the suite's first line
 //! append = ""                     # extra kernel command line
 //! args = []                       # extra suite arguments (one per element)
@@ -48,7 +48,7 @@ pub struct Defaults {
     pub memory: String,
     /// qemu `-smp`.
     pub smp: u32,
-    /// Seconds a guest may run, boot included.
+    /// Seconds the suite may run in a guest, from its first line (boot excluded).
     pub timeout: u64,
     /// Seconds until the suite's first line appears (else: infrastructure failure, retried).
     pub boot_timeout: u64,
@@ -161,7 +161,7 @@ pub struct GuestPlan {
     pub append: String,
     /// Extra suite arguments.
     pub args: Vec<String>,
-    /// Seconds, boot included.
+    /// Seconds for the suite, from its first line (boot excluded).
     pub timeout: u64,
     /// Seconds until the suite's first line.
     pub boot_timeout: u64,

@@ -23,6 +23,7 @@ pub mod debver;
 pub mod guest;
 pub mod initramfs;
 pub mod kbuild;
+pub mod kconfig_check;
 pub mod kernel;
 pub mod matrix;
 pub mod paths;

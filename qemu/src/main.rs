@@ -74,7 +74,7 @@ struct RunArgs {
     /// Output folder (default: out/<name>).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Seconds the guest may run, boot included.
+    /// Seconds the suite may run, counted from its first line (the boot has --boot-timeout).
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     timeout: u64,
     /// Seconds until the suite's first line (else: boot failure, retried once).
@@ -195,6 +195,9 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
                 .is_none_or(|c| !c.file.kernels.contains_key(&a.kernel))
         {
             pkeys_qemu::kernel::check_image(path)?;
+        }
+        if path.exists() {
+            say_config_check(path);
         }
     }
     if let (Some(name), Some(cfg)) = (a.kernel.strip_prefix("debian:"), &cfg) {
@@ -411,16 +414,34 @@ fn say(msg: &str) {
 }
 
 /// `run --kernel DIR`: builds the tree's bzImage (incrementally, configuring only when needed).
+/// A tree `kernel build --config FRAG` configured keeps that configuration (its stamp holds the
+/// fragment); any other tree is configured with `ci/pkeys.config` as `kernel build` does.
 fn build_tree(dir: &std::path::Path) -> Result<()> {
+    let stamp = pkeys_qemu::kbuild::detect_tree(dir)
+        .map(|t| t.objtree().join(pkeys_qemu::kbuild::STAMP))
+        .ok()
+        .filter(|s| s.is_file());
     let opts = pkeys_qemu::kbuild::BuildOptions {
         tree: dir.to_path_buf(),
         out: None,
-        fragment: pkeys_qemu::kbuild::default_fragment(),
+        fragment: stamp.unwrap_or_else(pkeys_qemu::kbuild::default_fragment),
         jobs: jobs_default(),
         reconfigure: false,
     };
     pkeys_qemu::kbuild::build(&opts, &say)?;
     Ok(())
+}
+
+/// Say what the kernel lacks of `ci/pkeys.config`'s required options (a warning, not a refusal).
+fn say_config_check(kernel: &std::path::Path) {
+    let frag_path = pkeys_qemu::kbuild::default_fragment();
+    match pkeys_qemu::kbuild::Fragment::load(&frag_path) {
+        Ok(frag) => say(&pkeys_qemu::kconfig_check::check(kernel, &frag).line("ci/pkeys.config")),
+        Err(e) => say(&format!(
+            "kernel config: could not check it: {}: {e:#}",
+            frag_path.display()
+        )),
+    }
 }
 
 fn cmd_kernel_build(a: KernelBuildArgs) -> Result<u8> {

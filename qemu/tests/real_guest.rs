@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use pkeys_qemu::guest::{self, Env, GuestSpec};
 use pkeys_qemu::kernel::{ResolvedKernel, Resolver};
-use pkeys_report::{GuestRun, RunStatus};
+use pkeys_report::{GuestRun, RunStatus, Verdict};
 
 struct Prereqs {
     qemu: PathBuf,
@@ -103,6 +103,19 @@ fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
     } else {
         Err(what.into().into())
     }
+}
+
+/// The minimal-kernel test: ignored with the reason when no minimal kernel is cached.
+fn minimal_trial() -> Trial {
+    let name = "real_guest::minimal_config_kernel";
+    if minimal_kernel().is_none() {
+        return Trial::ignorable_test(name, || {
+            Ok(Completion::ignored_with(
+                "no minimal kernel cached in .cache/kbuild (bash ci/minimal-kernel.sh)",
+            ))
+        });
+    }
+    guest_trial(name, minimal_config_kernel)
 }
 
 /// Wraps a guest test: ignored (with the reason) when the prerequisites are missing.
@@ -310,6 +323,134 @@ fn selftests_in_guest(p: &Prereqs, out: &Path) -> Result<(), Failed> {
     check(said, format!("leftover state reported: {leak:?}"))
 }
 
+/// The suite as an unprivileged user (`--user 65534`, dropped before probing): nothing fails, and
+/// every case that needs root is SKIP saying so.
+fn unprivileged_user(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let (run, _) = boot(
+        &spec(p, "unprivileged", "", &["--user", "65534"], 120, BOOT_LIMIT),
+        &p.base,
+        &p.qemu,
+        out,
+    );
+    check(
+        message(&run).is_empty(),
+        format!("guest error: {}", message(&run)),
+    )?;
+    check(run.complete, "stream complete")?;
+    check(
+        run.meta.get("root").map(String::as_str) == Some("0"),
+        format!("the header says root=0: {:?}", run.meta.get("root")),
+    )?;
+    let bad: Vec<String> = run
+        .cases
+        .iter()
+        .filter(|c| !matches!(c.verdict, Verdict::Pass | Verdict::Skip))
+        .map(|c| format!("{} {} {:?}", c.id, c.verdict, c.reason))
+        .collect();
+    // The core-dump case's known failure cannot show: it needs root to set core_pattern.
+    check(bad.is_empty(), format!("not PASS/SKIP: {bad:?}"))?;
+    for id in [
+        "init_pkru::debugfs_accepts_and_refuses",
+        "remote::core_dump_xstate_pkru::immediate",
+        "vma::kinds::ksm_merged",
+    ] {
+        let c = run.cases.iter().find(|c| c.id == id);
+        let reason = c.and_then(|c| c.reason.clone()).unwrap_or_default();
+        check(
+            c.is_some_and(|c| c.verdict == Verdict::Skip) && reason.contains("root"),
+            format!("{id}: SKIP naming root expected, got {c:?}"),
+        )?;
+    }
+    let passed = run
+        .cases
+        .iter()
+        .filter(|c| c.verdict == Verdict::Pass)
+        .count();
+    println!(
+        "    unprivileged: {passed} passed, {} skipped",
+        run.cases.len() - passed
+    );
+    Ok(())
+}
+
+/// The cached minimal-configuration kernel (`ci/minimal-kernel.sh`), if it was built.
+fn minimal_kernel() -> Option<PathBuf> {
+    let dir = pkeys_qemu::paths::cache_root().join("kbuild");
+    let mut images: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("minimal-") && n.ends_with(".bzImage"))
+        })
+        .collect();
+    images.sort();
+    images.pop()
+}
+
+/// A kernel built from tinyconfig with protection keys and none of the optional features the
+/// cases use: only PASS and SKIP, and every SKIP names the config option (or the CPU, for the
+/// no-PKU checks). Nothing a kernel was built without may be reported as a defect.
+fn minimal_config_kernel(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let Some(image) = minimal_kernel() else {
+        return Err("no minimal kernel cached in .cache/kbuild (bash ci/minimal-kernel.sh)".into());
+    };
+    let mut s = spec(p, "minimal", "", &[], 120, BOOT_LIMIT);
+    s.kernel = Resolver::new(&pkeys_qemu::paths::cache_root(), false)
+        .resolve(&image.display().to_string(), None)
+        .map_err(|e| format!("{e:#}"))?;
+    let (run, _) = boot(&s, &p.base, &p.qemu, out);
+    check(
+        message(&run).is_empty(),
+        format!("guest error: {}", message(&run)),
+    )?;
+    check(run.complete, "stream complete")?;
+    let bad: Vec<String> = run
+        .cases
+        .iter()
+        .filter(|c| match c.verdict {
+            Verdict::Pass => false,
+            Verdict::Skip => {
+                let r = c.reason.as_deref().unwrap_or_default();
+                !(r.starts_with("kernel has no ") && r.contains("CONFIG_")
+                    || r.starts_with("CPU has PKU"))
+            }
+            _ => true,
+        })
+        .map(|c| format!("{} {} {:?}", c.id, c.verdict, c.reason))
+        .collect();
+    check(
+        bad.is_empty(),
+        format!("neither PASS nor SKIP naming an option: {bad:?}"),
+    )?;
+    let absent = run.meta.get("absent").cloned().unwrap_or_default();
+    for f in [
+        "unix_sockets",
+        "sysv_shm",
+        "memfd",
+        "futex",
+        "smaps",
+        "debugfs",
+    ] {
+        check(
+            absent.split(',').any(|a| a == f),
+            format!("the probe line lists {f} as absent: absent={absent}"),
+        )?;
+    }
+    let passed = run
+        .cases
+        .iter()
+        .filter(|c| c.verdict == Verdict::Pass)
+        .count();
+    println!(
+        "    minimal kernel: {passed} passed, {} skipped",
+        run.cases.len() - passed
+    );
+    Ok(())
+}
+
 /// A kernel panic after the suite started: ERROR with the console's last lines, never retried,
 /// and the result streamed before the panic is kept.
 fn panic_after_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
@@ -359,6 +500,8 @@ fn main() {
         guest_trial("real_guest::qemu_killed", qemu_killed),
         guest_trial("real_guest::selftests_in_guest", selftests_in_guest),
         guest_trial("real_guest::panic_after_start", panic_after_start),
+        guest_trial("real_guest::unprivileged_user", unprivileged_user),
+        minimal_trial(),
     ];
     libtest_mimic::run(&args, trials).exit();
 }

@@ -5,7 +5,7 @@
 //! instead of the conformance cases), `--inject-panic` (guests only: crash the kernel after the
 //! selected cases, to test the runner), `--seed N` (random key choice and key churn, printed in the
 //! header so a run can be reproduced), `--iterations N` (repeat the whole list, like the C
-//! selftest's rounds), `--timeout-scale F`.
+//! selftest's rounds), `--timeout-scale F`, `--user UID` (as root: run as that unprivileged user).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -34,6 +34,12 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(uid) = extra.user
+        && let Err(e) = pkeys_harness::sys::drop_privileges(uid)
+    {
+        eprintln!("pkeys-suite: --user {uid}: {e}");
+        return ExitCode::from(2);
+    }
     let mut args = Arguments::from_iter(rest);
     let cases = if extra.selftest {
         pkeys_cases::selftests()

@@ -16,6 +16,9 @@ pub struct Extra {
     /// `--inject-panic`: after the selected cases, crash the kernel (guests only; fault injection
     /// for the runner's tests).
     pub inject_panic: bool,
+    /// `--user UID`: as root, drop to this uid (and gid, no supplementary groups) before
+    /// probing, to see what an unprivileged user gets (guests: `pkeys-qemu run ... -- --user 65534`).
+    pub user: Option<u32>,
 }
 
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, name: &str) -> Result<&'a String, String> {
@@ -50,6 +53,10 @@ pub fn split(argv: &[String]) -> Result<(Extra, Vec<String>), String> {
             "--format=ktap" => extra.ktap = true,
             "--selftest" => extra.selftest = true,
             "--inject-panic" => extra.inject_panic = true,
+            "--user" => {
+                let v = value(&mut it, "--user")?;
+                extra.user = Some(v.parse().map_err(|_| format!("--user {v}: not a uid"))?);
+            }
             "--seed" => {
                 let v = value(&mut it, "--seed")?;
                 extra.seed = v.parse().map_err(|_| format!("--seed {v}: not a number"))?;
