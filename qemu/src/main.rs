@@ -196,9 +196,6 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
         {
             pkeys_qemu::kernel::check_image(path)?;
         }
-        if path.exists() {
-            say_config_check(path);
-        }
     }
     if let (Some(name), Some(cfg)) = (a.kernel.strip_prefix("debian:"), &cfg) {
         cfg.kernel_source(name)?;
@@ -211,6 +208,10 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
     qemu::check_cpu(&a.cpu, qemu::cpu_models(&qemu_bin)?)?;
     let cache = paths::cache_root();
     let kernel = Resolver::new(&cache, a.common.refresh).resolve(&a.kernel, cfg.as_ref())?;
+    if !debian {
+        // Once the input is known to be good: what the kernel lacks (a warning, not a refusal).
+        say_config_check(std::path::Path::new(&a.kernel));
+    }
     let name = a
         .name
         .clone()

@@ -3,6 +3,10 @@
 //!
 //! Cases that need protection keys are SKIP with "CPU lacks PKU" on a host without PKU; in a guest
 //! they are checked by `qemu/tests/guest.rs`.
+//!
+//! The tests run one at a time (`serial`): the leftover check makes this process a child
+//! subreaper and counts the suite processes re-parented to it, which must not include another
+//! test's suite still running.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -40,6 +44,7 @@ fn ktap_verdicts(out: &str) -> HashMap<String, (String, String)> {
 }
 
 #[test]
+#[serial_test::serial]
 fn fault_injection_cases_get_the_right_verdicts() {
     let out = Command::new(env!("CARGO_BIN_EXE_pkeys-suite"))
         .args(["--selftest", "--format", "ktap"])
@@ -123,6 +128,7 @@ fn live_children_of(pid: u32) -> Vec<(i32, String)> {
 /// anything the suite leaves behind is re-parented here (not to init, where it would be
 /// invisible) and shows up below.
 #[test]
+#[serial_test::serial]
 fn leftover_processes_are_killed() {
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
     let out = Command::new(env!("CARGO_BIN_EXE_pkeys-suite"))
@@ -159,6 +165,7 @@ fn leftover_processes_are_killed() {
 }
 
 #[test]
+#[serial_test::serial]
 fn a_filtered_run_lists_and_runs_only_the_match() {
     let out = Command::new(env!("CARGO_BIN_EXE_pkeys-suite"))
         .args([
@@ -181,6 +188,7 @@ fn a_filtered_run_lists_and_runs_only_the_match() {
 /// What `cargo nextest` sees when it lists: cases this machine cannot run are listed as ignored
 /// (so nextest reports them as skipped, never as passed); the others are not.
 #[test]
+#[serial_test::serial]
 fn listing_marks_unrunnable_cases_ignored() {
     let run = |extra: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_pkeys-suite"))
