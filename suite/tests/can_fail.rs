@@ -9,6 +9,7 @@
 //! test's suite still running.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek};
 use std::process::Command;
 
 /// `id -> (verdict, message)`: the message is the FAIL line's text (`# ID: FAIL: MESSAGE`) or the
@@ -131,7 +132,10 @@ fn live_children_of(pid: u32) -> Vec<(i32, String)> {
 #[serial_test::serial]
 fn leftover_processes_are_killed() {
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-    let out = Command::new(env!("CARGO_BIN_EXE_pkeys-suite"))
+    // Output to a file, not a pipe: a leftover holding a pipe open would make us wait for it to
+    // end by itself, and then there would be nothing left to see.
+    let log = tempfile::tempfile().expect("temp file");
+    let status = Command::new(env!("CARGO_BIN_EXE_pkeys-suite"))
         .args([
             "--selftest",
             "--format",
@@ -139,9 +143,15 @@ fn leftover_processes_are_killed() {
             "--exact",
             "selftest::leaves_child_running",
         ])
-        .output()
+        .stdout(log.try_clone().expect("dup"))
+        .status()
         .expect("run pkeys-suite");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut text = String::new();
+    let mut f = &log;
+    f.seek(std::io::SeekFrom::Start(0)).expect("rewind");
+    f.read_to_string(&mut text)
+        .expect("read the suite's output");
+    assert_eq!(status.code(), Some(1), "{text}");
     assert!(
         text.contains("not ok 1 selftest::leaves_child_running"),
         "{text}"
