@@ -193,7 +193,7 @@ fn exec_only_key(ctx: &mut Ctx) -> Outcome {
         "pkey_free of the execute-only key {x}"
     );
     let mut got = Vec::new();
-    while let Ok(k) = pkru::alloc(0, 0) {
+    while let Ok(k) = crate::util::alloc_checked(0)? {
         check!(k != x, "pkey_alloc returned the execute-only key {x}");
         got.push(k);
     }

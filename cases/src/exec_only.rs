@@ -27,7 +27,15 @@ pub fn cases() -> Vec<Case> {
         Case::new(
             "exec_only::implicit_mprotect_exec",
             Needs::PKEYS.feature(Feature::Smaps),
-            implicit_exec_only,
+            |c| implicit_exec_only(c, Kind::Anon),
+        ),
+        Case::new(
+            "exec_only::implicit_mprotect_exec::memfd_refault",
+            Needs::PKEYS
+                .feature(Feature::Smaps)
+                .feature(Feature::Memfd)
+                .feature(Feature::Madvise),
+            |c| implicit_exec_only(c, Kind::Memfd),
         ),
     ]
 }
@@ -44,7 +52,7 @@ fn code_region(kind: Kind) -> Result<Region, Stop> {
 /// so the call is an instruction-fetch fault that the kernel must resolve without a pkey check.
 fn execute_ad(ctx: &mut Ctx, kind: Kind) -> Outcome {
     let r = code_region(kind)?;
-    let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let key = crate::util::alloc_random_key(ctx, 0, 32)?;
     sysfail(
         "pkey_mprotect(PROT_EXEC)",
         r.pkey_mprotect(libc::PROT_EXEC, key),
@@ -67,15 +75,40 @@ fn execute_ad(ctx: &mut Ctx, kind: Kind) -> Outcome {
         std::hint::black_box(r.read(0));
     });
     expect_one_pkey_fault(ctx, &cap, key, r.at(0), before, init_pkru(ctx))?;
+    // Upstream's last step (1492-1493): back to PROT_EXEC|PROT_READ with the same key. The call
+    // succeeds; the key is still access-disabled, so a data read still faults with it and the
+    // code still runs.
+    sysfail(
+        "pkey_mprotect(PROT_EXEC|PROT_READ)",
+        r.pkey_mprotect(libc::PROT_EXEC | libc::PROT_READ, key),
+    )?;
+    let cap = fault::capture(Fix::AllowKey, || {
+        std::hint::black_box(r.read(0));
+    });
+    expect_one_pkey_fault(ctx, &cap, key, r.at(0), before, init_pkru(ctx))?;
+    let cap = fault::capture(Fix::AllowKey, || r.call());
+    check_eq!(
+        cap.faults.len(),
+        0,
+        "faults when executing the PROT_EXEC|PROT_READ page whose key is access-disabled"
+    );
     Ok(())
 }
 
 /// A plain `mprotect(PROT_EXEC)` gives the region the execute-only key (smaps shows it, and this
 /// thread's PKRU access-disables it); the code executes, a read faults with that key. Going to
-/// PROT_NONE and then PROT_READ|PROT_EXEC drops the key: the page reads without a fault.
-fn implicit_exec_only(ctx: &mut Ctx) -> Outcome {
-    let r = code_region(Kind::Anon)?;
+/// PROT_NONE and then PROT_READ|PROT_EXEC drops the key: the page reads without a fault. The
+/// memfd variant drops the page (MADV_DONTNEED) before executing it, as upstream does (1524), so
+/// the instruction fetch itself faults the page in through the execute-only VMA.
+fn implicit_exec_only(ctx: &mut Ctx, kind: Kind) -> Outcome {
+    let r = code_region(kind)?;
     sysfail("mprotect(PROT_EXEC)", r.mprotect(libc::PROT_EXEC))?;
+    if kind == Kind::Memfd {
+        sysfail(
+            "madvise(MADV_DONTNEED)",
+            pkeys_harness::sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED),
+        )?;
+    }
     let now = pkru::sync_shadow();
     let key = match smaps_pkey(r.addr())? {
         Some(k) if (1..16).contains(&k) => k,

@@ -11,7 +11,7 @@
 use crate::util::{expect_one_pkey_fault, init_pkru, mapped, smaps_pkey, sysfail};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
-use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD};
+use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, pkru};
 
 /// The cases of this module.
@@ -49,6 +49,11 @@ pub fn cases() -> Vec<Case> {
         freed_key_reused,
     ));
     v.push(Case::new(
+        "keys::freed_key_reused::running_threads",
+        Needs::PKEYS.feature(Feature::Futex),
+        freed_key_reused_running_threads,
+    ));
+    v.push(Case::new(
         "keys::exhaustion_survives_fork",
         Needs::PKEYS,
         exhaustion_survives_fork,
@@ -58,9 +63,9 @@ pub fn cases() -> Vec<Case> {
 
 /// `pkey_mprotect(…, 0)` works without allocating key 0, and the region can go back to an
 /// allocated key; smaps follows each step.
-fn pkey0(_ctx: &mut Ctx, kind: Kind) -> Outcome {
+fn pkey0(ctx: &mut Ctx, kind: Kind) -> Outcome {
     let r = mapped(Region::rw(kind))?;
-    let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let key = crate::util::alloc_random_key(ctx, 0, 31)?;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     sysfail("pkey_mprotect(key)", r.pkey_mprotect(rw, key))?;
     check_eq!(smaps_pkey(r.addr())?, Some(key), "smaps ProtectionKey");
@@ -132,7 +137,7 @@ fn out_of_range(_ctx: &mut Ctx) -> Outcome {
 fn never_zero(_ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
     let mut keys = Vec::new();
-    while let Ok(k) = pkru::alloc(0, 0) {
+    while let Ok(k) = crate::util::alloc_checked(0)? {
         check!(k != 0, "pkey_alloc returned key 0");
         keys.push(k);
         check!(keys.len() <= 16, "pkey_alloc never failed");
@@ -199,12 +204,82 @@ fn freed_key_reused(ctx: &mut Ctx) -> Outcome {
     Ok(())
 }
 
+/// tst-pkey's reuse block: a thread started while this thread had full access to key `k` keeps
+/// that access after `pkey_free(k)` and a new `pkey_alloc(0, PKEY_DISABLE_WRITE)` that hands `k`
+/// out again, and so does a thread it starts afterwards; the allocating thread gets the new
+/// rights (its page stays readable, a write faults with `k`). glibc's test calls this "somewhat
+/// dubious" and records it; so does this case.
+fn freed_key_reused_running_threads(ctx: &mut Ctx) -> Outcome {
+    use std::sync::mpsc;
+    let r = mapped(Region::rw(Kind::Anon))?;
+    let k = crate::util::alloc_random_key(ctx, 0, 44)?;
+    sysfail(
+        "pkey_mprotect",
+        r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, k),
+    )?;
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let older = crate::util::spawn_thread(move || {
+        let _ = go_rx.recv();
+        let mine = pkru::rdpkru();
+        let next = crate::util::spawn_thread(pkru::rdpkru).join().ok();
+        (mine, next)
+    });
+    check_eq!(sys::pkey_free(k), Ok(()), "pkey_free({k})");
+    // pkey_alloc hands out the lowest free key: take keys until k comes back.
+    let mut others = Vec::new();
+    let again = loop {
+        match crate::util::alloc_checked(WD)? {
+            Ok(n) if n == k => break n,
+            Ok(n) => others.push(n),
+            Err(e) => {
+                return Err(Stop::Fail(format!(
+                    "key {k} not handed out again before {e} (got {others:?})"
+                )));
+            }
+        }
+    };
+    ctx.diag(format!(
+        "key {again} handed out again after {} other key(s)",
+        others.len()
+    ));
+    let before = pkru::read();
+    let cap = fault::capture(Fix::AllowKey, || {
+        std::hint::black_box(r.read(0));
+    });
+    check_eq!(
+        cap.faults.len(),
+        0,
+        "faults on a read of key {k}'s page (WD)"
+    );
+    let cap = fault::capture(Fix::AllowKey, || r.write(0, 1));
+    expect_one_pkey_fault(ctx, &cap, k, r.at(0), before, init_pkru(ctx))?;
+    let _ = go_tx.send(());
+    let (older_pkru, next) = older
+        .join()
+        .map_err(|_| Stop::Fail("older thread panicked".into()))?;
+    check_eq!(
+        pkru::rights_of(older_pkru, k),
+        0,
+        "key {k}'s rights in the thread started before the free ({})",
+        pkru::fmt(older_pkru)
+    );
+    check_eq!(
+        next.map(|p| pkru::rights_of(p, k)),
+        Some(0),
+        "key {k}'s rights in a thread the older thread started afterwards"
+    );
+    for n in others {
+        check_eq!(sys::pkey_free(n), Ok(()), "pkey_free({n})");
+    }
+    Ok(())
+}
+
 /// With every key allocated, a forked child also gets ENOSPC (the allocation map is copied); a key
 /// the child frees is the one its next allocation returns. The parent waits for the child's
 /// verdict (upstream lets the parent exit 0 early).
 fn exhaustion_survives_fork(ctx: &mut Ctx) -> Outcome {
     let mut keys = Vec::new();
-    while let Ok(k) = pkru::alloc(0, 0) {
+    while let Ok(k) = crate::util::alloc_checked(0)? {
         keys.push(k);
         check!(keys.len() <= 16, "pkey_alloc never failed");
     }

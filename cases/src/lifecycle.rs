@@ -44,10 +44,10 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// A distinctive PKRU built from freshly allocated keys: key1 AD, key2 WD, key3 open.
-fn distinctive() -> Result<u32, Stop> {
-    let a = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
-    let b = sysfail("pkey_alloc", pkru::alloc(0, WD))?;
-    let c = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+fn distinctive(ctx: &mut Ctx) -> Result<u32, Stop> {
+    let a = crate::util::alloc_random_key(ctx, AD, 41)?;
+    let b = crate::util::alloc_random_key(ctx, WD, 42)?;
+    let c = crate::util::alloc_random_key(ctx, 0, 43)?;
     let _ = (a, b, c);
     let v = pkru::read() & !pkru::ad_bit(9) | pkru::wd_bit(9);
     pkru::write(v);
@@ -55,8 +55,8 @@ fn distinctive() -> Result<u32, Stop> {
 }
 
 /// A thread created after the parent set PKRU starts with the parent's exact value.
-fn thread_inherits(_ctx: &mut Ctx) -> Outcome {
-    let v = distinctive()?;
+fn thread_inherits(ctx: &mut Ctx) -> Outcome {
+    let v = distinctive(ctx)?;
     let seen = crate::util::spawn_thread(pkru::rdpkru)
         .join()
         .map_err(|_| Stop::Fail("thread panicked".into()))?;
@@ -67,7 +67,7 @@ fn thread_inherits(_ctx: &mut Ctx) -> Outcome {
 /// A forked child starts with the parent's exact PKRU (and the child's changes do not reach the
 /// parent).
 pub(crate) fn fork_copies(ctx: &mut Ctx) -> Outcome {
-    let v = distinctive()?;
+    let v = distinctive(ctx)?;
     let end = fault::in_child(|| {
         let ok = pkru::rdpkru() == v;
         pkru::wrpkru_raw(v ^ pkru::wd_bit(10));
@@ -88,7 +88,7 @@ pub(crate) fn fork_copies(ctx: &mut Ctx) -> Outcome {
 
 /// After `execve`, the new program starts with `init_pkru`, whatever the caller had.
 fn exec_resets(ctx: &mut Ctx) -> Outcome {
-    let v = distinctive()?;
+    let v = distinctive(ctx)?;
     let exe = std::fs::read_link("/proc/self/exe")
         .map_err(|e| Stop::Fail(format!("/proc/self/exe: {e}")))?;
     let out = std::process::Command::new(&exe)
@@ -112,7 +112,7 @@ fn exec_resets(ctx: &mut Ctx) -> Outcome {
 /// frame saved the interrupted value (X for the outer, Y for the inner); the outer handler sees Y
 /// again after the inner returns, and the main flow X after the outer returns.
 fn nested(ctx: &mut Ctx) -> Outcome {
-    let x = distinctive()?;
+    let x = distinctive(ctx)?;
     let y = x ^ pkru::ad_bit(12) ^ pkru::wd_bit(13);
     fault::install_nested(libc::SIGUSR1, libc::SIGUSR2, y);
     sys::raise(libc::SIGUSR1);
@@ -152,7 +152,7 @@ fn nested(ctx: &mut Ctx) -> Outcome {
 /// A fault handler that replaces the saved PKRU with Z (the key allowed, plus unrelated bits)
 /// makes Z the thread's PKRU after sigreturn, exactly.
 fn edit_saved(ctx: &mut Ctx) -> Outcome {
-    let (r, key) = crate::util::keyed_region(Kind::Anon, AD)?;
+    let (r, key) = crate::util::keyed_region(ctx, Kind::Anon, AD)?;
     let before = pkru::read();
     let z = pkru::with_rights(before, key, 0) ^ pkru::wd_bit(14);
     let cap = fault::capture(Fix::SetPkru(z), || {
@@ -173,7 +173,7 @@ fn edit_saved(ctx: &mut Ctx) -> Outcome {
 /// restore PKRU themselves; this records that the kernel does not do it for them (pkeys(7) is
 /// silent). The thread is a raw one whose resume point is register-only code.
 fn siglongjmp_leaves_handler_pkru(ctx: &mut Ctx) -> Outcome {
-    let x = distinctive()?;
+    let x = distinctive(ctx)?;
     let st = Region::map(Kind::Anon, 64 << 10, libc::PROT_READ | libc::PROT_WRITE)
         .map_err(Stop::Fail)?;
     fault::install_longjmp(libc::SIGUSR2, st.addr(), false);

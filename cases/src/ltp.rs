@@ -70,9 +70,16 @@ pub(crate) fn pkey01(ctx: &mut Ctx, rights: u32, prot: i32, kind: Kind) -> Outco
         "child's forbidden access"
     );
     sysfail("pkey_mprotect(…, 0)", r.pkey_mprotect(prot, 0))?;
+    // As pkey01 does after re-tagging, by protection (whatever the key's rights were): a
+    // writable buffer is written ('a') and, when readable too, read back; a read-only one is
+    // read; pkey01 leaves PROT_EXEC alone, here it is read (x86 cannot make it execute-only
+    // without a key).
     let end = fault::in_child(|| {
-        if rights == WD && prot & libc::PROT_WRITE != 0 {
+        if prot & libc::PROT_WRITE != 0 {
             r.write(0, b'a');
+            if prot & libc::PROT_READ != 0 && r.read(0) != b'a' {
+                pkeys_harness::sys::exit_now(3);
+            }
         } else {
             std::hint::black_box(r.read(0));
         }
@@ -80,7 +87,13 @@ pub(crate) fn pkey01(ctx: &mut Ctx, rights: u32, prot: i32, kind: Kind) -> Outco
     check_eq!(
         end,
         ChildEnd::Exited(0),
-        "child's access after re-tagging to key 0"
+        "child's access after re-tagging to key 0 (exit 3: the byte written did not read back)"
+    );
+    drop(r);
+    check_eq!(
+        pkeys_harness::sys::pkey_free(key),
+        Ok(()),
+        "pkey_free({key})"
     );
     Ok(())
 }

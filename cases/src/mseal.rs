@@ -24,7 +24,7 @@ pub fn cases() -> Vec<Case> {
 
 pub(crate) fn dontneed(ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
-    let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let key = crate::util::alloc_random_key(ctx, 0, 33)?;
     sysfail(
         "pkey_mprotect",
         r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),

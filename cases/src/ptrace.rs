@@ -39,7 +39,7 @@ fn stopped(st: i32) -> bool {
 fn peek_poke(ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
     let plain = mapped(Region::rw(Kind::Anon))?;
-    let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let key = crate::util::alloc_random_key(ctx, 0, 34)?;
     sysfail(
         "pkey_mprotect",
         r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
@@ -190,7 +190,15 @@ fn modifies_pkru(ctx: &mut Ctx) -> Outcome {
             "PKRU through the regset after clearing XSTATE_BV[9]"
         );
         sysfail("PTRACE_CONT", pt::cont(child))?;
-        step("after clearing XSTATE_BV[9]")?;
+        step("after clearing XSTATE_BV[9] (exit 12 means the tracee saw PKRU other than 0)")?;
+        // Upstream's last step (1653-1655): after the tracee ran, the regset still says 0.
+        buf.fill(0xcc);
+        sysfail("PTRACE_GETREGSET", pt::get_xstate(child, &mut buf))?;
+        check_eq!(
+            pkru::fmt(pkru_at(&buf)),
+            pkru::fmt(0),
+            "PKRU through the regset after the tracee ran with XSTATE_BV[9] cleared"
+        );
         sysfail("PTRACE_CONT", pt::cont(child))?;
         let st = sysfail("waitpid", pt::wait(child))?;
         check!(libc::WIFEXITED(st), "tracee did not exit: status {st:#x}");

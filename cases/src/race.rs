@@ -13,7 +13,7 @@
 //! address, a frame whose PKRU does not deny A, or more faults than the harness records (8) is a
 //! FAIL.
 
-use crate::util::{mapped, sysfail};
+use crate::util::mapped;
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, SEGV_PKUERR};
@@ -36,8 +36,8 @@ pub fn cases() -> Vec<Case> {
 
 pub(crate) fn rekey_while_touching(ctx: &mut Ctx) -> Outcome {
     let r = Arc::new(mapped(Region::rw(Kind::Anon))?);
-    let a = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
-    let b = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let a = crate::util::alloc_random_key(ctx, AD, 39)?;
+    let b = crate::util::alloc_random_key(ctx, 0, 40)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flipper = {
         let (r, stop) = (Arc::clone(&r), Arc::clone(&stop));

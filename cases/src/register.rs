@@ -39,7 +39,7 @@ pub fn cases() -> Vec<Case> {
 /// read 0 every time.
 fn init_state(ctx: &mut Ctx) -> Outcome {
     let mut keys = Vec::new();
-    while let Ok(k) = pkru::alloc(0, 0) {
+    while let Ok(k) = crate::util::alloc_checked(0)? {
         keys.push(k);
     }
     pkru::write(0);
@@ -75,7 +75,7 @@ fn init_state(ctx: &mut Ctx) -> Outcome {
 fn per_thread(ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
     let (go_tx, go_rx) = mpsc::channel::<usize>();
-    let (res_tx, res_rx) = mpsc::channel::<(u32, Vec<fault::Fault>)>();
+    let (res_tx, res_rx) = mpsc::channel::<(u32, Vec<fault::Fault>, Option<u32>)>();
     let before_thread = crate::util::spawn_thread(move || {
         let addr = go_rx.recv().unwrap_or(0);
         let p = pkru::rdpkru();
@@ -83,10 +83,13 @@ fn per_thread(ctx: &mut Ctx) -> Outcome {
         let cap = fault::capture(Fix::AllowKey, || {
             std::hint::black_box(read_shared(addr));
         });
-        let _ = res_tx.send((p, cap.faults));
+        // tst-pkey's next_thread: a thread the older thread starts after the allocation
+        // inherits the older thread's PKRU, not the allocating thread's.
+        let next = crate::util::spawn_thread(pkru::rdpkru).join().ok();
+        let _ = res_tx.send((p, cap.faults, next));
     });
     let init = init_pkru(ctx);
-    let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let key = crate::util::alloc_random_key(ctx, 0, 36)?;
     sysfail(
         "pkey_mprotect",
         r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
@@ -102,11 +105,16 @@ fn per_thread(ctx: &mut Ctx) -> Outcome {
         .map_err(|_| Stop::Fail("thread panicked".into()))?;
     check_pkru!(after, mine, "PKRU of a thread started after pkey_alloc");
     let _ = go_tx.send(r.addr());
-    let (seen, faults) = res_rx
+    let (seen, faults, next) = res_rx
         .recv()
         .map_err(|_| Stop::Fail("thread started before pkey_alloc died".into()))?;
     let _ = before_thread.join();
     check_pkru!(seen, init, "PKRU of a thread started before pkey_alloc");
+    check_eq!(
+        next.map(pkru::fmt),
+        Some(pkru::fmt(init)),
+        "PKRU of a thread that the older thread started after pkey_alloc"
+    );
     let cap = fault::Capture {
         faults,
         pkru_after: 0,
@@ -131,7 +139,7 @@ fn read_shared(addr: usize) -> u8 {
 /// With every key allocated and unrestricted (PKRU 0), a SIGUSR1 handler still starts with
 /// `init_pkru` (all keys but 0 access-disabled by default), and PKRU is 0 again after it returns.
 fn handler_init_pkru(ctx: &mut Ctx) -> Outcome {
-    while pkru::alloc(0, 0).is_ok() {}
+    while crate::util::alloc_checked(0)?.is_ok() {}
     pkru::write(0);
     fault::install_recorder(libc::SIGUSR1, false, false);
     sys::raise(libc::SIGUSR1);

@@ -127,12 +127,12 @@ pub const EXPECTED: &[(&str, &str, &str)] = &[
 
 /// Ported cases run with a deliberately wrong expected value (one per upstream file).
 fn wrong_expectations() -> Vec<Case> {
-    use crate::access::{Op, access};
+    use crate::access::{Op, Populate, access};
     vec![
         Case::new(
             "selftest::wrong::protection_keys_read_ad",
             Needs::PKEYS,
-            |c| access(c, Op::Read, AD, false, Kind::Anon),
+            |c| access(c, Op::Read, AD, Populate::No, Kind::Anon),
         ),
         Case::new(
             "selftest::wrong::sighandler_pkey0_disabled",
@@ -281,7 +281,7 @@ fn missing_fault(ctx: &mut Ctx) -> Outcome {
 
 /// A real access-disabled read, checked against the wrong key.
 fn wrong_si_pkey(ctx: &mut Ctx) -> Outcome {
-    let (r, key) = crate::util::keyed_region(Kind::Anon, AD)?;
+    let (r, key) = crate::util::keyed_region(ctx, Kind::Anon, AD)?;
     let before = pkru::read();
     let cap = fault::capture(Fix::AllowKey, || {
         std::hint::black_box(r.read(8));

@@ -64,10 +64,10 @@ fn stack() -> Result<Region, Stop> {
 }
 
 /// A thread stack carrying a freshly allocated key, a key-0 altstack, and the key.
-fn keyed_stack_and_altstack() -> Result<(Region, Region, i32), Stop> {
+fn keyed_stack_and_altstack(ctx: &mut Ctx) -> Result<(Region, Region, i32), Stop> {
     let st = stack()?;
     let alt = stack()?;
-    let key = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let key = crate::util::alloc_random_key(ctx, 0, 35)?;
     sysfail(
         "pkey_mprotect(stack)",
         st.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
@@ -146,7 +146,7 @@ fn handler_cannot_access_stack(ctx: &mut Ctx) -> Outcome {
 /// stack's key and writes to address 0: the handler runs on the altstack and sees SEGV_MAPERR at
 /// 0. Port of `test_sigsegv_handler_with_different_pkey_for_stack`.
 fn handler_stack_on_other_pkey(ctx: &mut Ctx) -> Outcome {
-    let (st, alt, key) = keyed_stack_and_altstack()?;
+    let (st, alt, key) = keyed_stack_and_altstack(ctx)?;
     fault::install_recorder(libc::SIGSEGV, true, true);
     let tp = pkru::with_rights(DENY_ALL, key, 0);
     ctx.diag(format!("stack key {key}, thread PKRU {}", pkru::fmt(tp)));
@@ -196,7 +196,7 @@ fn pkru_preserved_after_sigusr1(ctx: &mut Ctx, value: Option<u32>) -> Outcome {
 /// and the thread must resume: it stores a mark in its own stack memory, which the case checks
 /// (upstream passes whenever the process survives). Port of `test_pkru_sigreturn` (the 6.12 fix).
 fn sigreturn_restores_altstack_first(ctx: &mut Ctx) -> Outcome {
-    let (st, alt, key) = keyed_stack_and_altstack()?;
+    let (st, alt, key) = keyed_stack_and_altstack(ctx)?;
     fault::install_recorder(libc::SIGUSR2, false, true);
     let tp = pkru::with_rights(DENY_ALL, key, 0);
     let (f, t) = run_thread(ctx, st, tp, Some(alt), Action::RaiseUsr2ThenMark)?;

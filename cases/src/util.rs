@@ -159,36 +159,70 @@ impl Rng {
     }
 }
 
-/// Allocate a key with `rights` the way the C selftest's `alloc_random_pkey()` does: first churn
-/// the allocator (allocate a seeded-random number of keys, free a random subset), take the next
-/// key, then free the rest. Which key a case gets thus depends on `--seed` and `--iterations`; the
-/// choice is printed so a failing run can be reproduced.
+/// Allocate a key with `rights` the way the C selftest's `alloc_random_pkey()` does: allocate
+/// every free key (each with `rights`, checking after each `pkey_alloc` that PKRU holds exactly
+/// those rights for the new key, as upstream compares PKRU with its shadow), keep one chosen
+/// uniformly at random, free the others, and put their PKRU bits back as they were. So every key
+/// 1-15 is used across seeds and iterations (upstream's point: bugs that touch only the high keys,
+/// PTE bit 3 or PKRU bits 18-31, would otherwise pass unseen). The choice depends on `--seed`, the
+/// iteration, the case id and `salt`, and is printed so a failing run can be reproduced.
 pub fn alloc_random_key(ctx: &mut Ctx, rights: u32, salt: u64) -> Result<i32, Stop> {
+    use pkeys_harness::pkru;
     let mut rng = Rng::new(ctx, salt);
-    let mut extra = Vec::new();
-    for _ in 0..rng.below(8) {
-        extra.push(sysfail(
-            "pkey_alloc (churn)",
-            pkeys_harness::pkru::alloc(0, rng.below(4) as u32),
-        )?);
-    }
-    let mut kept = Vec::new();
-    for k in extra {
-        if rng.below(2) == 0 {
-            sysfail("pkey_free (churn)", pkeys_harness::sys::pkey_free(k))?;
-        } else {
-            kept.push(k);
+    let before = pkru::read();
+    let mut free = Vec::new();
+    loop {
+        let expect_base = pkru::read();
+        match pkru::alloc(0, rights) {
+            Ok(k) => {
+                free.push(k);
+                pkeys_harness::check_pkru!(
+                    pkru::rdpkru(),
+                    pkru::with_rights(expect_base, k, rights),
+                    "PKRU after pkey_alloc(0, {rights}) returned key {k}"
+                );
+            }
+            Err(pkeys_harness::sys::Errno::ENOSPC) if !free.is_empty() => break,
+            Err(e) => return Err(Stop::Fail(format!("pkey_alloc: {e}"))),
         }
     }
-    let key = sysfail("pkey_alloc", pkeys_harness::pkru::alloc(0, rights))?;
-    for k in &kept {
-        sysfail("pkey_free (churn)", pkeys_harness::sys::pkey_free(*k))?;
+    let key = free[rng.below(free.len() as u64) as usize];
+    let mut restored = pkru::read();
+    for &k in free.iter().filter(|&&k| k != key) {
+        sysfail(
+            "pkey_free (the keys not chosen)",
+            pkeys_harness::sys::pkey_free(k),
+        )?;
+        restored = pkru::with_rights(restored, k, pkru::rights_of(before, k));
     }
+    pkru::write(restored);
     ctx.diag(format!(
-        "seed {} iteration {}: key churn kept {kept:?}, got key {key}",
-        ctx.seed, ctx.iteration
+        "seed {} iteration {}: key {key} chosen among {} free keys {free:?}",
+        ctx.seed,
+        ctx.iteration,
+        free.len()
     ));
     Ok(key)
+}
+
+/// `pkey_alloc(0, rights)` that then checks PKRU the way upstream compares it with its shadow
+/// after every allocation: the new key's two bits hold exactly `rights` and no other key's bits
+/// changed. `Ok(Err(errno))` when the allocation itself failed (ENOSPC once every key is taken).
+pub fn alloc_checked(rights: u32) -> Result<Result<i32, pkeys_harness::sys::Errno>, Stop> {
+    use pkeys_harness::pkru;
+    let before = pkru::read();
+    let key = match pkru::alloc(0, rights) {
+        Ok(k) => k,
+        Err(e) => return Ok(Err(e)),
+    };
+    if (1..16).contains(&key) {
+        pkeys_harness::check_pkru!(
+            pkru::rdpkru(),
+            pkru::with_rights(before, key, rights),
+            "PKRU after pkey_alloc(0, {rights}) returned key {key}"
+        );
+    }
+    Ok(Ok(key))
 }
 
 /// What a case over mapping kind `kind` needs: protection keys, plus huge pages for hugetlb and
@@ -222,13 +256,15 @@ pub fn spawn_thread<T: Send + 'static>(
     std::thread::spawn(f)
 }
 
-/// One region of `kind` (every page present) carrying a fresh key allocated with `rights`.
+/// One region of `kind` (every page present) carrying a fresh key, chosen at random among the free
+/// keys (see [`alloc_random_key`]) and allocated with `rights`.
 pub fn keyed_region(
+    ctx: &mut Ctx,
     kind: pkeys_harness::mem::Kind,
     rights: u32,
 ) -> Result<(pkeys_harness::mem::Region, i32), Stop> {
     let r = mapped(pkeys_harness::mem::Region::rw(kind))?;
-    let key = sysfail("pkey_alloc", pkeys_harness::pkru::alloc(0, rights))?;
+    let key = alloc_random_key(ctx, rights, 0x6b65_7965)?;
     sysfail(
         "pkey_mprotect",
         r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),

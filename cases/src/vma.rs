@@ -280,8 +280,8 @@ fn adjacent_same_key_merge(ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::map(Kind::Anon, 2 * pg, RW))?;
     r.populate();
     let (start, end) = (r.addr(), r.addr() + 2 * pg);
-    let k1 = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
-    let k2 = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let k1 = crate::util::alloc_random_key(ctx, 0, 37)?;
+    let k2 = crate::util::alloc_random_key(ctx, 0, 38)?;
     sysfail(
         "pkey_mprotect(page 0)",
         sys::pkey_mprotect(start, pg, RW, k1),

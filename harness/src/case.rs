@@ -26,7 +26,8 @@ pub type CaseFn = Arc<dyn Fn(&mut Ctx) -> Outcome + Send + Sync>;
 pub struct Needs {
     /// Working protection keys (CPU PKU + OSPKE and `pkey_alloc` succeeding).
     pub pkeys: bool,
-    /// A CPU *without* PKU (the unsupported-CPU checks).
+    /// Protection keys not enabled: a CPU without PKU, or with PKU the kernel did not enable
+    /// (CPUID OSPKE clear, e.g. `nopku`): the unsupported-CPU checks.
     pub no_pku: bool,
     /// Root.
     pub root: bool,
@@ -97,7 +98,9 @@ impl Needs {
         if let Some(r) = caps.features.missing(self.features) {
             return Some(r);
         }
-        if self.no_pku && caps.cpu.pku {
+        // Upstream runs the unsupported-CPU checks whenever OSPKE is clear (`cpu_has_pkeys()`),
+        // which includes a PKU CPU whose kernel did not enable it (`nopku`).
+        if self.no_pku && caps.cpu.pku && caps.cpu.ospke {
             return Some("CPU has PKU (this check is for CPUs without it)".into());
         }
         if self.root && !caps.root {

@@ -34,7 +34,7 @@ pub struct Caps {
 pub fn classify_alloc_failure(errno: Errno, cpu: &CpuPkeys) -> String {
     match errno {
         Errno::EINVAL | Errno::ENOSPC if !cpu.pku => "CPU lacks PKU".into(),
-        Errno::EINVAL if !cpu.ospke => {
+        Errno::EINVAL | Errno::ENOSPC if !cpu.ospke => {
             "kernel did not enable PKU (CPUID OSPKE clear; nopku?)".into()
         }
         Errno::EINVAL => {
