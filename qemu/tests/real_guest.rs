@@ -373,6 +373,48 @@ fn unprivileged_user(p: &Prereqs, out: &Path) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Key choice is uniform over all free keys, as upstream's `alloc_random_pkey()`: over 120
+/// iterations of one access case (a fixed seed, so the run is the same every time) every key
+/// 1-15 is chosen, the high keys 9-15 included (their PKRU bits are 18-31, their PTE bit 3).
+fn every_key_is_used(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let args = [
+        "--exact",
+        "access::read_ad::anon",
+        "--iterations",
+        "120",
+        "--seed",
+        "1",
+    ];
+    let (run, _) = boot(
+        &spec(p, "keys", "", &args, 300, BOOT_LIMIT),
+        &p.base,
+        &p.qemu,
+        out,
+    );
+    check(
+        message(&run).is_empty(),
+        format!("guest error: {}", message(&run)),
+    )?;
+    check(
+        run.cases.len() == 120 && run.cases.iter().all(|c| c.verdict == Verdict::Pass),
+        format!("120 passes expected: {}", run.cases.len()),
+    )?;
+    let mut used = std::collections::BTreeMap::<u32, usize>::new();
+    for d in run.cases.iter().flat_map(|c| &c.diagnostics) {
+        if let Some(rest) = d.split(": key ").nth(1)
+            && let Some(k) = rest.split(' ').next().and_then(|k| k.parse().ok())
+            && rest.contains("chosen among")
+        {
+            *used.entry(k).or_default() += 1;
+        }
+    }
+    println!("    keys chosen: {used:?}");
+    check(
+        used.keys().copied().eq(1..=15),
+        format!("every key 1-15 chosen at least once: {used:?}"),
+    )
+}
+
 /// The cached minimal-configuration kernel (`ci/minimal-kernel.sh`), if it was built.
 fn minimal_kernel() -> Option<PathBuf> {
     let dir = pkeys_qemu::paths::cache_root().join("kbuild");
@@ -501,6 +543,7 @@ fn main() {
         guest_trial("real_guest::selftests_in_guest", selftests_in_guest),
         guest_trial("real_guest::panic_after_start", panic_after_start),
         guest_trial("real_guest::unprivileged_user", unprivileged_user),
+        guest_trial("real_guest::every_key_is_used", every_key_is_used),
         minimal_trial(),
     ];
     libtest_mimic::run(&args, trials).exit();

@@ -121,7 +121,15 @@ fn to_libtest(r: CaseReport) -> Result<Completion, Failed> {
 }
 
 fn selected(args: &Arguments, id: &str) -> bool {
-    let matches = |f: &str| if args.exact { id == f } else { id.contains(f) };
+    // Under --iterations the ids are `ID@N`: --exact ID selects every round of ID.
+    let base = id.split_once('@').map_or(id, |(b, _)| b);
+    let matches = |f: &str| {
+        if args.exact {
+            id == f || base == f
+        } else {
+            id.contains(f)
+        }
+    };
     if args.skip.iter().any(|s| matches(s)) {
         return false;
     }
