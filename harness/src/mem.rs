@@ -141,6 +141,15 @@ impl Region {
     /// Errors are messages; for hugetlb kinds with no pages available the message says so and the
     /// case should SKIP with it.
     pub fn map(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
+        let r = Region::map_kind(kind, len, prot);
+        if prot == libc::PROT_EXEC && crate::cpu::probe().ospke {
+            // mmap(PROT_EXEC) takes the execute-only key (see pkru::accept_execute_only_key).
+            crate::pkru::accept_execute_only_key();
+        }
+        r
+    }
+
+    fn map_kind(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
         let page = if matches!(kind, Kind::Hugetlb | Kind::HugetlbShared | Kind::Thp) {
             HUGE
         } else {
@@ -333,7 +342,11 @@ impl Region {
 
     /// `mprotect` the whole region.
     pub fn mprotect(&self, prot: i32) -> Result<(), Errno> {
-        sys::mprotect(self.addr(), self.len, prot)
+        let r = sys::mprotect(self.addr(), self.len, prot);
+        if prot == libc::PROT_EXEC && crate::cpu::probe().ospke {
+            crate::pkru::accept_execute_only_key();
+        }
+        r
     }
 
     /// A raw pointer to byte `off`, for system calls that take a buffer (the kernel checks it).

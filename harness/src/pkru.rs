@@ -61,6 +61,23 @@ pub fn sync_shadow() -> u32 {
     v
 }
 
+/// Follow the one PKRU change the kernel makes on its own: a plain `mmap`/`mprotect` with
+/// `PROT_EXEC` alone gives the mapping the execute-only key and access-disables that key in the
+/// calling thread's PKRU (`execute_only_pkey()`). If hardware and shadow differ by exactly one
+/// key's AD bit, newly set, the shadow takes it; any other difference stays a mismatch that the
+/// next [`read`] reports.
+pub fn accept_execute_only_key() {
+    let Some(shadow) = SHADOW.with(|s| s.get()) else {
+        return;
+    };
+    let hw = rdpkru();
+    let diff = hw ^ shadow;
+    let one_ad_bit_set = (1..crate::sys::NR_PKEYS).any(|k| diff == ad_bit(k) && hw & diff != 0);
+    if one_ad_bit_set {
+        SHADOW.with(|s| s.set(Some(hw)));
+    }
+}
+
 /// Read PKRU, checking it against the shadow. A mismatch is recorded (see [`take_mismatch`]) and
 /// the shadow is re-synchronised so that one clobber is reported once.
 pub fn read() -> u32 {

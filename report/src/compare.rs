@@ -15,14 +15,34 @@ pub struct Change {
     pub before: Option<Verdict>,
     /// The verdict after (`None`: the case is gone).
     pub after: Option<Verdict>,
+    /// What the kernel reported before and after, when expectations changed the verdicts
+    /// (an XFAIL is the kernel's FAIL; an XPASS its PASS).
+    pub kernel: Option<(Option<Verdict>, Option<Verdict>)>,
+}
+
+/// How bad a verdict is for a comparison: as [`Verdict::rank`], except that an XPASS is the
+/// kernel passing a case known to fail on its version, which is what a fix looks like (the
+/// expectation is stale for the patched kernel): it ranks as PASS.
+fn compare_rank(v: Verdict) -> u8 {
+    if v == Verdict::XPass { 0 } else { v.rank() }
+}
+
+/// What the kernel reported, before expectations were applied.
+fn kernel_verdict(c: &crate::model::CaseResult) -> Verdict {
+    c.expectation.as_ref().map_or(c.verdict, |e| e.original)
 }
 
 impl Change {
     /// Whether this change is a regression: the verdict's [`Verdict::rank`] rose, or a
     /// case that had a verdict is gone.
+    /// Whether the verdict got better (e.g. FAIL -> PASS, XFAIL -> XPASS: a fix).
+    pub fn is_better(&self) -> bool {
+        matches!((self.before, self.after), (Some(b), Some(a)) if compare_rank(a) < compare_rank(b))
+    }
+
     pub fn is_worse(&self) -> bool {
         match (self.before, self.after) {
-            (Some(b), Some(a)) => a.rank() > b.rank(),
+            (Some(b), Some(a)) => compare_rank(a) > compare_rank(b),
             (Some(_), None) => true,
             (None, Some(a)) => a.is_problem(),
             (None, None) => false,
@@ -71,11 +91,13 @@ pub fn compare(before: &Results, after: &Results) -> Comparison {
             let before = b.case(id).map(|c| c.verdict);
             let after = a.case(id).map(|c| c.verdict);
             if before != after {
+                let raw = (b.case(id).map(kernel_verdict), a.case(id).map(kernel_verdict));
                 cmp.changes.push(Change {
                     run: a.name.clone(),
                     case: id.to_owned(),
                     before,
                     after,
+                    kernel: (raw != (before, after)).then_some(raw),
                 });
             }
         }
@@ -92,13 +114,23 @@ impl fmt::Display for Comparison {
                 writeln!(f, "{}:", c.run)?;
                 current = Some(&c.run);
             }
+            let kernel = match c.kernel {
+                Some((b, a)) => format!(" (the kernel: {} -> {})", word(b), word(a)),
+                None => String::new(),
+            };
             writeln!(
                 f,
-                "  {}: {} -> {}{}",
+                "  {}: {} -> {}{kernel}{}",
                 c.case,
                 word(c.before),
                 word(c.after),
-                if c.is_worse() { "  (worse)" } else { "" }
+                if c.is_worse() {
+                    "  (worse)"
+                } else if c.is_better() {
+                    "  (better)"
+                } else {
+                    ""
+                }
             )?;
         }
         for r in &self.runs_only_before {

@@ -281,7 +281,7 @@ fn compare_lists_changes_and_flags_regressions() {
         "{text}"
     );
     assert!(
-        text.contains("  ptrace::poke_pkru_xstate_bv: TIMEOUT -> PASS\n"),
+        text.contains("  ptrace::poke_pkru_xstate_bv: TIMEOUT -> PASS  (better)\n"),
         "{text}"
     );
 
@@ -299,6 +299,39 @@ fn compare_lists_changes_and_flags_regressions() {
         compare(&before, &before).to_string(),
         "no verdict changed\n"
     );
+
+    // A patch that fixes a known failure: XFAIL -> XPASS is the kernel going FAIL -> PASS.
+    let mut known = before.clone();
+    let c = known.runs[0]
+        .cases
+        .iter_mut()
+        .find(|c| c.id == "alloc::first_key_is_1")
+        .unwrap();
+    c.verdict = Verdict::XFail;
+    c.expectation = Some(pkeys_report::AppliedExpectation {
+        original: Verdict::Fail,
+        expected: Verdict::Fail,
+        reason: "known".into(),
+        fix: None,
+        pattern: "alloc::*".into(),
+    });
+    let mut fixed = known.clone();
+    let c = fixed.runs[0]
+        .cases
+        .iter_mut()
+        .find(|c| c.id == "alloc::first_key_is_1")
+        .unwrap();
+    c.verdict = Verdict::XPass;
+    c.expectation.as_mut().unwrap().original = Verdict::Pass;
+    let cmp = compare(&known, &fixed);
+    assert!(!cmp.is_worse(), "{cmp}");
+    assert!(
+        cmp.to_string().contains(
+            "alloc::first_key_is_1: XFAIL -> XPASS (the kernel: FAIL -> PASS)  (better)"
+        ),
+        "{cmp}"
+    );
+    assert!(compare(&fixed, &known).is_worse());
 
     let mut lost = before.clone();
     lost.runs.pop();
@@ -365,7 +398,7 @@ fn cli_render_merge_compare() {
     let (code, stdout, _) = cli(&["compare", "merged/results.json", "plain/results.json"], d);
     assert_eq!(code, 1, "XFAIL -> FAIL is worse: {stdout}");
     assert!(
-        stdout.contains("alloc::exhaust: XFAIL -> FAIL  (worse)"),
+        stdout.contains("alloc::exhaust: XFAIL -> FAIL (the kernel: FAIL -> FAIL)  (worse)"),
         "{stdout}"
     );
     let (code, _, _) = cli(&["compare", "plain/results.json", "merged/results.json"], d);
