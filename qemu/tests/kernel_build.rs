@@ -226,7 +226,7 @@ fn baseline_compare() -> Result<(), Failed> {
     let all = format!("{out}\n{err}");
     check(code == 0, "better exits 0", &all)?;
     check(
-        out.contains("same:\n  a::two: FAIL -> PASS\n"),
+        out.contains("same:\n  a::two: FAIL -> PASS  (better)\n"),
         "improvement",
         &all,
     )?;
