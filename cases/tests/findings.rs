@@ -37,7 +37,10 @@ fn core_dump_pkru_reproducer_builds_and_runs() {
     match out.status.code() {
         Some(4) => assert!(text.starts_with("SKIP: "), "{text}"),
         Some(0 | 1) => {
-            assert!(text.contains("of 3 cores carry the PKRU the child set"), "{text}");
+            assert!(
+                text.contains("of 3 cores carry the PKRU the child set"),
+                "{text}"
+            );
             println!("{text}");
         }
         other => panic!("reproducer exit {other:?}:\n{text}"),

@@ -74,9 +74,12 @@ pub struct BenchArgs {
     /// Also boot one kernel (6.12 when selected) under other -m/-smp values.
     #[arg(long)]
     pub sizing: bool,
-    /// qemu CPU model for the per-kernel guests.
+    /// qemu CPU model for the per-kernel guests (`max` becomes `host` under KVM).
     #[arg(long, default_value = "max", value_name = "MODEL")]
     pub cpu: String,
+    /// Accelerator: KVM when a probe guest shows it works (auto), or forced.
+    #[arg(long, value_enum, default_value_t = crate::accel::AccelChoice::Auto)]
+    pub accel: crate::accel::AccelChoice,
     /// Extra kernel command line for every benchmark guest (e.g. `quiet`).
     #[arg(long, default_value = "", value_name = "ARGS")]
     pub append: String,
@@ -307,9 +310,28 @@ pub fn run(a: &BenchArgs) -> Result<u8> {
         }
         let base = initramfs::base_image(&suite, &cache)?;
         let bare_image = gzip(&bare::archive()?)?;
+        let guests_out = out.join("guests");
+        let probe_env = Env {
+            qemu: qemu_bin,
+            base_image: &base,
+            out: &guests_out,
+        };
+        let decision = crate::accel::decide(a.accel, || match resolved.first() {
+            Some(k) => crate::accel::probe_kvm(k, &probe_env),
+            None => Err("no kernel to probe with".into()),
+        })?;
+        if let Some(why) = &decision.why_not {
+            println!("{why}");
+        }
+        let (accel, cpu) = crate::accel::placement(&a.cpu, decision.kvm);
+        rep.json.insert(
+            "accel".into(),
+            json!({"accel": accel.as_str(), "cpu": cpu, "host": crate::accel::host_record().model}),
+        );
         let ctx = GuestCtx {
             qemu: qemu_bin,
-            cpu: &a.cpu,
+            accel,
+            cpu: &cpu,
             memory: &memory,
             smp,
             append: &a.append,
@@ -636,6 +658,7 @@ fn measure_native(a: &BenchArgs, suite: &Path, rep: &mut Report) -> Result<Value
 /// What every benchmark guest shares.
 struct GuestCtx<'a> {
     qemu: &'a Path,
+    accel: crate::accel::Accel,
     cpu: &'a str,
     memory: &'a str,
     smp: u32,
@@ -648,6 +671,7 @@ impl GuestCtx<'_> {
         GuestSpec {
             name: name.to_owned(),
             kernel: k.clone(),
+            accel: self.accel,
             cpu: self.cpu.to_owned(),
             append: self.append.to_owned(),
             args: Vec::new(),
@@ -1068,6 +1092,7 @@ fn measure_matrix(
                 expectations: None,
                 refresh: false,
                 cache: cache.to_path_buf(),
+                accel: a.accel,
             };
             let t = Instant::now();
             let results = matrix::run(&opts)?;

@@ -5,6 +5,7 @@
 //! cpus = ["max"]                  # qemu -cpu models
 //! memory = "512M"                 # qemu -m
 //! smp = 1                         # qemu -smp
+//! accel = "auto"                  # optional: auto | kvm | tcg (also per [[guest]]; default: --accel)
 //! timeout = 300                   # seconds for the suite, from its first line (boot excluded)
 //! boot_timeout = 120              # seconds until the suite's first line
 //! append = ""                     # extra kernel command line
@@ -56,6 +57,8 @@ pub struct Defaults {
     pub append: Spanned<String>,
     /// Extra suite arguments.
     pub args: Vec<String>,
+    /// Accelerator (`auto`, `kvm`, `tcg`); `None`: what `--accel` says.
+    pub accel: Option<crate::accel::AccelChoice>,
 }
 
 impl Default for Defaults {
@@ -68,6 +71,7 @@ impl Default for Defaults {
             boot_timeout: 120,
             append: Spanned::new(0..0, String::new()),
             args: Vec::new(),
+            accel: None,
         }
     }
 }
@@ -131,6 +135,9 @@ pub struct GuestEntry {
     /// qemu `-smp` (default: `[defaults] smp`).
     #[serde(default)]
     pub smp: Option<u32>,
+    /// Accelerator for this guest (default: `[defaults] accel`, else `--accel`).
+    #[serde(default)]
+    pub accel: Option<crate::accel::AccelChoice>,
 }
 
 /// The file as written.
@@ -169,6 +176,8 @@ pub struct GuestPlan {
     pub memory: String,
     /// qemu `-smp`.
     pub smp: u32,
+    /// Accelerator the entry asks for (`None`: `--accel` decides).
+    pub accel: Option<crate::accel::AccelChoice>,
 }
 
 /// A loaded and validated `kernels.toml`.
@@ -399,6 +408,7 @@ impl Config {
                     boot_timeout: d.boot_timeout,
                     memory: guest.memory.clone().unwrap_or_else(|| d.memory.clone()),
                     smp: guest.smp.unwrap_or(d.smp),
+                    accel: guest.accel.or(d.accel),
                 }
             })
             .collect()
@@ -588,6 +598,26 @@ append = "init_pkru=0x55555550"
             "{append}: {:?}",
             check_append(append)
         );
+    }
+
+    #[test]
+    fn accel_per_guest() {
+        use crate::accel::AccelChoice;
+        let text = format!(
+            "{GOOD}\n[[guest]]\nkernel = \"6.12\"\nlabel = \"emulated\"\naccel = \"tcg\"\n"
+        );
+        let c = parse(&text).unwrap();
+        let g = c.guests();
+        assert_eq!(g[0].accel, None, "no accel: --accel decides");
+        assert_eq!(g.last().unwrap().accel, Some(AccelChoice::Tcg));
+        let with_default = text.replacen("[defaults]\n", "[defaults]\naccel = \"kvm\"\n", 1);
+        assert_eq!(
+            parse(&with_default).unwrap().guests()[0].accel,
+            Some(AccelChoice::Kvm)
+        );
+        let bad = text.replace("accel = \"tcg\"", "accel = \"hvf\"");
+        let err = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(err.contains("hvf"), "{err}");
     }
 
     #[test]

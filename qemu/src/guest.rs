@@ -45,6 +45,8 @@ pub struct GuestSpec {
     pub name: String,
     /// The kernel.
     pub kernel: ResolvedKernel,
+    /// qemu `-accel` (see [`crate::accel`]).
+    pub accel: crate::accel::Accel,
     /// qemu `-cpu`.
     pub cpu: String,
     /// Extra kernel command line.
@@ -209,6 +211,7 @@ fn boot_once(
     let mut console = Tail::open(&files.console)?;
     let mut ktap = Tail::open(&files.ktap)?;
     let args = QemuArgs {
+        accel: spec.accel,
         kernel: spec.kernel.path.clone(),
         initrd: initrd.to_path_buf(),
         cpu: spec.cpu.clone(),
@@ -390,6 +393,8 @@ pub fn run(
         &spec.cpu,
         &spec.append,
     );
+    run.accel = spec.accel.as_str().to_owned();
+    run.host_cpu = Some(crate::accel::host_record());
     let mut total = Duration::ZERO;
 
     progress(&spec.name, Event::Booting { attempt: 1 });

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod accel;
 pub mod apt;
 pub mod bench;
 pub mod cleanup;

@@ -50,6 +50,11 @@ struct Common {
     /// Update the Debian package lists even when they are fresh.
     #[arg(long)]
     refresh: bool,
+    /// Accelerator: `auto` uses KVM when a probe guest shows it works (a guest on `max` then
+    /// runs on `-cpu host`; named CPU models stay under TCG), otherwise TCG with the reason;
+    /// `kvm` refuses when KVM does not work; `tcg` never tries it.
+    #[arg(long, value_enum, default_value_t = pkeys_qemu::accel::AccelChoice::Auto)]
+    accel: pkeys_qemu::accel::AccelChoice,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -225,19 +230,51 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
         .unwrap_or_else(|| paths::workspace_root().join("out").join(&name));
     let suite = matrix::suite_binary(a.common.suite.as_deref())?;
     let base = initramfs::base_image(&suite, &cache)?;
+    let env = Env {
+        qemu: &qemu_bin,
+        base_image: &base,
+        out: &out,
+    };
+    use pkeys_qemu::accel::{Accel, AccelChoice, Decision};
+    let named_model = pkeys_qemu::accel::placement(&a.cpu, true).0 == Accel::Tcg;
+    let decision = match (named_model, a.common.accel) {
+        (true, AccelChoice::Kvm) => bail!(
+            "--accel kvm: CPU model {} cannot run under KVM, which offers only the host's CPU \
+             (use --cpu max or host)",
+            a.cpu
+        ),
+        (true, choice) => Decision {
+            kvm: false,
+            why_not: (choice == AccelChoice::Auto).then(|| {
+                format!(
+                    "cpu {}: TCG (KVM offers only the host's CPU; --cpu max runs on it)",
+                    a.cpu
+                )
+            }),
+        },
+        (false, choice) => {
+            pkeys_qemu::accel::decide(choice, || pkeys_qemu::accel::probe_kvm(&kernel, &env))?
+        }
+    };
+    if let Some(why) = &decision.why_not {
+        say(why);
+    }
+    let (accel, cpu) = pkeys_qemu::accel::placement(&a.cpu, decision.kvm);
+    let host = pkeys_qemu::accel::host_record();
     let spec = GuestSpec {
         name: name.clone(),
         kernel,
-        cpu: a.cpu.clone(),
+        accel,
+        cpu,
         append: a.append.clone(),
         args: a.suite_args.clone(),
         memory: a.memory.clone(),
         smp: a.smp,
         timeout: Duration::from_secs(a.timeout),
-        boot_timeout: Duration::from_secs(a.boot_timeout.min(a.timeout)),
+        boot_timeout: Duration::from_secs(a.boot_timeout),
     };
     eprintln!(
-        "pkeys-qemu: {name}: kernel {} ({}), cpu {}, output in {}",
+        "pkeys-qemu: {name}: kernel {} ({}), cpu {} under {} (host: {}, pku={} ospke={}), output in {}",
         spec.kernel.path.display(),
         if spec.kernel.info.package.is_empty() {
             spec.kernel.info.version.clone()
@@ -245,13 +282,12 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
             format!("{} {}", spec.kernel.info.package, spec.kernel.info.version)
         },
         spec.cpu,
+        spec.accel,
+        host.model,
+        u8::from(host.pku),
+        u8::from(host.ospke),
         out.display()
     );
-    let env = Env {
-        qemu: &qemu_bin,
-        base_image: &base,
-        out: &out,
-    };
     let progress = |name: &str, event: Event| match event {
         Event::Booting { attempt } => eprintln!("pkeys-qemu: {name}: booting (attempt {attempt})"),
         Event::Started { after_s } => {
@@ -323,6 +359,7 @@ fn cmd_matrix(a: MatrixArgs) -> Result<u8> {
         expectations: a.common.expectations,
         refresh: a.common.refresh,
         cache: paths::cache_root(),
+        accel: a.common.accel,
     };
     let results = matrix::run(&opts)?;
     Ok(results.exit_code() as u8)

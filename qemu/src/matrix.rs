@@ -84,6 +84,8 @@ pub struct MatrixOptions {
     pub refresh: bool,
     /// Cache root.
     pub cache: PathBuf,
+    /// `--accel` (a guest's `accel` in kernels.toml wins, except over `tcg`).
+    pub accel: crate::accel::AccelChoice,
 }
 
 /// A run that never booted (its kernel could not be resolved, ...).
@@ -203,6 +205,37 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
         out: &opts.out,
     };
 
+    // One KVM probe for the whole matrix, with the first kernel that resolved, only when some
+    // guest could use KVM.
+    use crate::accel::{self, Accel, AccelChoice};
+    let wants = |p: &GuestPlan| match (opts.accel, p.accel) {
+        (AccelChoice::Tcg, _) | (_, Some(AccelChoice::Tcg)) => None,
+        (cli, guest) => Some(guest.unwrap_or(cli)),
+    };
+    let could_use_kvm = plans
+        .iter()
+        .any(|p| wants(p).is_some() && accel::placement(&p.cpu, true).0 == Accel::Kvm);
+    let probe_kernel = kernels.values().find_map(|k| k.as_ref().ok());
+    let probe: Result<(), String> = match (could_use_kvm, probe_kernel) {
+        (false, _) => Err("no guest asks for it".into()),
+        (true, None) => Err("no kernel to probe with".into()),
+        (true, Some(k)) => accel::probe_kvm(k, &env),
+    };
+    if could_use_kvm {
+        match &probe {
+            Ok(()) => {
+                eprintln!("pkeys-qemu: KVM works: guests on `max` run on `-cpu host` under KVM")
+            }
+            Err(why) => eprintln!("pkeys-qemu: KVM unusable: {why}; using TCG"),
+        }
+        if opts.accel == AccelChoice::Kvm
+            && let Err(why) = &probe
+        {
+            bail!("--accel kvm: KVM unusable: {why}");
+        }
+    }
+    let kvm_ok = probe.is_ok();
+
     let total = plans.len();
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..total).collect());
     let slots: Mutex<Vec<Option<GuestRun>>> = Mutex::new(vec![None; total]);
@@ -235,11 +268,24 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                             },
                             format!("kernel not available: {e}"),
                         )),
+                        Ok(_) if wants(plan) == Some(AccelChoice::Kvm) && !kvm_ok => Ok(error_run(
+                            plan,
+                            KernelInfo::default(),
+                            format!(
+                                "accel = \"kvm\" but KVM is unusable: {}",
+                                probe.as_ref().err().map_or("", String::as_str)
+                            ),
+                        )),
                         Ok(kernel) => {
+                            let (acc, cpu) = match wants(plan) {
+                                Some(_) => accel::placement(&plan.cpu, kvm_ok),
+                                None => (Accel::Tcg, plan.cpu.clone()),
+                            };
                             let spec = GuestSpec {
                                 name: plan.name.clone(),
                                 kernel: kernel.clone(),
-                                cpu: plan.cpu.clone(),
+                                accel: acc,
+                                cpu,
                                 append: plan.append.clone(),
                                 args: plan.args.clone(),
                                 memory: plan.memory.clone(),

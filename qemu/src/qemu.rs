@@ -94,6 +94,8 @@ pub fn check_cpu(cpu: &str, models: &[String]) -> Result<()> {
 /// Everything one qemu invocation needs.
 #[derive(Debug, Clone)]
 pub struct QemuArgs {
+    /// `-accel`.
+    pub accel: crate::accel::Accel,
     /// `-kernel`.
     pub kernel: PathBuf,
     /// `-initrd`.
@@ -123,14 +125,14 @@ impl QemuArgs {
         crate::config::join_append(BASE_APPEND, Some(&self.append))
     }
 
-    /// The qemu arguments: TCG, no default devices, no display or monitor, two UARTs writing
+    /// The qemu arguments: the accelerator, no default devices, no display or monitor, two UARTs writing
     /// to files, no reboot (a reboot or panic ends qemu).
     pub fn to_args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: &str| a.push(s.into());
         for s in [
             "-accel",
-            "tcg",
+            self.accel.as_str(),
             "-nodefaults",
             "-no-user-config",
             "-display",
@@ -241,6 +243,7 @@ mod tests {
     #[test]
     fn args() {
         let a = QemuArgs {
+            accel: crate::accel::Accel::Tcg,
             kernel: "/k/vmlinuz".into(),
             initrd: "/t/initrd.img".into(),
             cpu: "Skylake-Server".into(),
@@ -257,6 +260,20 @@ mod tests {
             .collect();
         let joined = v.join(" ");
         assert!(joined.starts_with("-accel tcg -nodefaults"), "{joined}");
+        let kvm = QemuArgs {
+            accel: crate::accel::Accel::Kvm,
+            cpu: "host".into(),
+            ..a.clone()
+        };
+        let joined_kvm: Vec<String> = kvm
+            .to_args()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert!(
+            joined_kvm.join(" ").starts_with("-accel kvm -nodefaults"),
+            "{joined_kvm:?}"
+        );
         assert!(
             joined.contains("-cpu Skylake-Server -m 512M -smp 1"),
             "{joined}"

@@ -14,6 +14,7 @@ use common::fake_qemu;
 
 fn spec(scenario: &str, timeout: u64, boot_timeout: u64) -> GuestSpec {
     GuestSpec {
+        accel: pkeys_qemu::accel::Accel::Tcg,
         name: format!("fake-{scenario}"),
         kernel: ResolvedKernel {
             path: "/nonexistent/bzImage".into(),
@@ -191,6 +192,38 @@ fn panic_mid_suite_keeps_streamed_results_and_is_not_retried() {
         console_tail.iter().any(|l| l.contains("Kernel panic")),
         "{console_tail:?}"
     );
+}
+
+/// The accelerator reaches qemu's command line and the results: `-accel kvm -cpu host` for a KVM
+/// guest, `-accel tcg` otherwise; `results.json` records it with the host's CPU.
+#[rstest]
+#[serial_test::serial]
+#[case::kvm(pkeys_qemu::accel::Accel::Kvm, "host", "-accel kvm ", "kvm")]
+#[case::tcg(pkeys_qemu::accel::Accel::Tcg, "max", "-accel tcg ", "tcg")]
+fn accelerator_arguments(
+    #[case] accel: pkeys_qemu::accel::Accel,
+    #[case] cpu: &str,
+    #[case] want: &str,
+    #[case] recorded: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let qemu = fake_qemu(dir.path());
+    let out = tempfile::tempdir().unwrap();
+    let env = Env {
+        qemu: &qemu,
+        base_image: b"not really an initramfs",
+        out: out.path(),
+    };
+    let mut s = spec("done", 20, 10);
+    s.accel = accel;
+    s.cpu = cpu.into();
+    let run = guest::run(&s, &env, &|_, _| {}).unwrap();
+    let args = std::fs::read_to_string(out.path().join("fake-qemu.args")).unwrap();
+    assert!(args.starts_with(want), "{args}");
+    assert!(args.contains(&format!("-cpu {cpu} ")), "{args}");
+    assert_eq!(run.accel, recorded);
+    let host = run.host_cpu.expect("host CPU recorded");
+    assert_eq!(host.model, pkeys_qemu::accel::HostCpu::probe().model);
 }
 
 #[test]

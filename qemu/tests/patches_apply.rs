@@ -56,7 +56,10 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|e| e == "patch"))
         .collect();
     patches.sort();
-    assert!(patches.len() >= 3, "ci/patches holds the demo patches and the fix");
+    assert!(
+        patches.len() >= 3,
+        "ci/patches holds the demo patches and the fix"
+    );
     let trials = patches
         .into_iter()
         .map(|p| {

@@ -61,6 +61,7 @@ fn spec(
     boot_timeout: u64,
 ) -> GuestSpec {
     GuestSpec {
+        accel: pkeys_qemu::accel::Accel::Tcg,
         name: name.to_owned(),
         kernel: p.kernel.clone(),
         cpu: "max".into(),
@@ -415,6 +416,58 @@ fn every_key_is_used(p: &Prereqs, out: &Path) -> Result<(), Failed> {
     )
 }
 
+/// `--accel`: `auto` probes KVM with a real guest and falls back to TCG with the reason where it
+/// does not work (this development machine: /dev/kvm exists but qemu aborts with `failed to set
+/// MSR 0x10a`), and `--accel kvm` is refused there with that reason. Where KVM works, `auto`
+/// takes it and a guest on `-cpu host` runs the suite's probe case.
+fn kvm_probe_and_fallback(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    use pkeys_qemu::accel::{self, AccelChoice};
+    let env = Env {
+        qemu: &p.qemu,
+        base_image: &p.base,
+        out,
+    };
+    let probe = accel::probe_kvm(&p.kernel, &env);
+    println!("    KVM probe: {probe:?}");
+    let auto = accel::decide(AccelChoice::Auto, || probe.clone()).map_err(|e| e.to_string())?;
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_pkeys-qemu"))
+        .args(["run", "--accel", "kvm", "--kernel"])
+        .arg(&p.kernel.path)
+        .arg("--out")
+        .arg(out.join("cli"))
+        .args(["--", "--exact", "support::probe"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    match &probe {
+        Err(why) => {
+            check(!auto.kvm, "auto must not use a KVM that failed its probe")?;
+            check(
+                auto.why_not.as_deref() == Some(&format!("KVM unusable: {why}; using TCG")),
+                format!("fallback line: {:?}", auto.why_not),
+            )?;
+            check(
+                cli.status.code() == Some(2) && stderr.contains("--accel kvm: KVM unusable: "),
+                format!(
+                    "--accel kvm refused with the reason: {:?} {stderr}",
+                    cli.status
+                ),
+            )?;
+            check(
+                !out.join("cli").join("results.json").exists(),
+                "nothing ran after the refusal",
+            )
+        }
+        Ok(()) => {
+            check(auto.kvm, "auto uses a KVM that works")?;
+            check(
+                cli.status.code() == Some(0) && stderr.contains("under kvm"),
+                format!("a guest under KVM: {:?} {stderr}", cli.status),
+            )
+        }
+    }
+}
+
 /// The cached minimal-configuration kernel (`ci/minimal-kernel.sh`), if it was built.
 fn minimal_kernel() -> Option<PathBuf> {
     let dir = pkeys_qemu::paths::cache_root().join("kbuild");
@@ -544,6 +597,7 @@ fn main() {
         guest_trial("real_guest::panic_after_start", panic_after_start),
         guest_trial("real_guest::unprivileged_user", unprivileged_user),
         guest_trial("real_guest::every_key_is_used", every_key_is_used),
+        guest_trial("real_guest::kvm_probe_and_fallback", kvm_probe_and_fallback),
         minimal_trial(),
     ];
     libtest_mimic::run(&args, trials).exit();

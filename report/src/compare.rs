@@ -33,13 +33,13 @@ fn kernel_verdict(c: &crate::model::CaseResult) -> Verdict {
 }
 
 impl Change {
-    /// Whether this change is a regression: the verdict's [`Verdict::rank`] rose, or a
-    /// case that had a verdict is gone.
     /// Whether the verdict got better (e.g. FAIL -> PASS, XFAIL -> XPASS: a fix).
     pub fn is_better(&self) -> bool {
         matches!((self.before, self.after), (Some(b), Some(a)) if compare_rank(a) < compare_rank(b))
     }
 
+    /// Whether this change is a regression: the verdict's rank rose (an XPASS ranks as a
+    /// PASS here), or a case that had a verdict is gone.
     pub fn is_worse(&self) -> bool {
         match (self.before, self.after) {
             (Some(b), Some(a)) => compare_rank(a) > compare_rank(b),
@@ -91,7 +91,10 @@ pub fn compare(before: &Results, after: &Results) -> Comparison {
             let before = b.case(id).map(|c| c.verdict);
             let after = a.case(id).map(|c| c.verdict);
             if before != after {
-                let raw = (b.case(id).map(kernel_verdict), a.case(id).map(kernel_verdict));
+                let raw = (
+                    b.case(id).map(kernel_verdict),
+                    a.case(id).map(kernel_verdict),
+                );
                 cmp.changes.push(Change {
                     run: a.name.clone(),
                     case: id.to_owned(),

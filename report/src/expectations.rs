@@ -6,6 +6,7 @@
 //! kernel = "<6.12"                 # optional, default "*": comparators joined by commas
 //! cpu = "EPYC-*"                   # optional glob on the qemu -cpu model
 //! append = "*init_pkru=*"          # optional glob on the run's extra kernel command line
+//! accel = "kvm"                    # optional: only runs under this accelerator (kvm | tcg)
 //! verdict = "fail"                 # pass | fail | skip | timeout | error
 //! reason = "signal frame written with the interrupted PKRU"
 //! fix = "70044df250d0"             # optional: upstream commit that changed it
@@ -38,6 +39,9 @@ pub struct Expectation {
     pub cpu: Option<String>,
     /// Optional glob on the extra kernel command line.
     pub append: Option<String>,
+    /// Optional accelerator (`kvm` or `tcg`): behaviour that differs between emulation and
+    /// hardware (e.g. the XINUSE-dependent cases) is conditioned on it.
+    pub accel: Option<String>,
     /// The expected verdict: PASS, FAIL, SKIP, TIMEOUT or ERROR.
     pub verdict: Verdict,
     /// Why.
@@ -67,6 +71,7 @@ impl Expectation {
                 .append
                 .as_deref()
                 .is_none_or(|g| glob_match(g, &run.append))
+            && self.accel.as_deref().is_none_or(|a| a == run.accel)
             && self.kernel.contains(kernel_version_of(run).as_ref())
     }
 }
@@ -110,6 +115,8 @@ struct RawEntry {
     cpu: Option<String>,
     #[serde(default)]
     append: Option<String>,
+    #[serde(default)]
+    accel: Option<Spanned<String>>,
     verdict: Spanned<String>,
     reason: Spanned<String>,
     #[serde(default)]
@@ -172,6 +179,17 @@ impl Expectations {
                     ),
                 ));
             }
+            let accel = match entry.accel {
+                Some(a) if matches!(a.get_ref().as_str(), "kvm" | "tcg") => Some(a.into_inner()),
+                Some(a) => {
+                    return Err(key_err(
+                        "accel",
+                        a.span(),
+                        format!("`{}`: expected kvm or tcg", a.get_ref()),
+                    ));
+                }
+                None => None,
+            };
             if entry.case.get_ref().trim().is_empty() {
                 return Err(key_err("case", entry.case.span(), "empty pattern".into()));
             }
@@ -187,6 +205,7 @@ impl Expectations {
                 kernel,
                 cpu: entry.cpu,
                 append: entry.append,
+                accel,
                 verdict,
                 reason: entry.reason.into_inner(),
                 fix: entry.fix.filter(|f| !f.trim().is_empty()),
@@ -217,6 +236,32 @@ fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
     use crate::model::KernelInfo;
+
+    #[test]
+    fn accel_conditions_an_entry() {
+        let e = Expectations::parse(
+            "[[expect]]\ncase = \"signals::*\"\naccel = \"kvm\"\nverdict = \"fail\"\nreason = \"hw\"\n",
+            Path::new("e.toml"),
+        )
+        .unwrap();
+        let mut r = run("6.1.150-1", "host", "");
+        assert!(
+            e.lookup(&r, "signals::x").is_none(),
+            "a TCG run is not matched"
+        );
+        r.accel = "kvm".into();
+        assert!(e.lookup(&r, "signals::x").is_some());
+        let bad = Expectations::parse(
+            "[[expect]]\ncase = \"a\"\naccel = \"hvf\"\nverdict = \"fail\"\nreason = \"r\"\n",
+            Path::new("e.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("expect[0].accel: `hvf`: expected kvm or tcg"),
+            "{bad}"
+        );
+    }
 
     fn run(version: &str, cpu: &str, append: &str) -> GuestRun {
         let kernel = KernelInfo {

@@ -28,6 +28,7 @@ pub use error::{ReportError, Result};
 pub use expectations::{Expectation, Expectations};
 pub use merge::merge;
 pub use model::{
-    AppliedExpectation, CaseResult, GuestRun, KernelInfo, Results, RunStatus, Timings, Verdict,
+    AppliedExpectation, CaseResult, GuestRun, HostCpuInfo, KernelInfo, Results, RunStatus, Timings,
+    Verdict,
 };
 pub use render::write_all;

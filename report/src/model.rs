@@ -215,6 +215,12 @@ pub struct GuestRun {
     pub kernel: KernelInfo,
     /// The qemu `-cpu` model.
     pub cpu: String,
+    /// The accelerator: `tcg` or `kvm` (runs recorded before it was kept are TCG runs).
+    #[serde(default = "tcg")]
+    pub accel: String,
+    /// The host's CPU the guest ran on (under KVM: the CPU the guest sees).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpu: Option<HostCpuInfo>,
     /// Extra kernel command line.
     #[serde(default)]
     pub append: String,
@@ -255,6 +261,21 @@ fn one() -> u32 {
     1
 }
 
+fn tcg() -> String {
+    "tcg".to_owned()
+}
+
+/// The host CPU a run used (from `/proc/cpuinfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCpuInfo {
+    /// `model name`.
+    pub model: String,
+    /// The host CPU has PKU.
+    pub pku: bool,
+    /// The host kernel enabled it (OSPKE).
+    pub ospke: bool,
+}
+
 impl GuestRun {
     /// A run with no results yet (status Completed, stream incomplete, one attempt).
     pub fn new(
@@ -267,6 +288,8 @@ impl GuestRun {
             name: name.into(),
             kernel,
             cpu: cpu.into(),
+            accel: tcg(),
+            host_cpu: None,
             append: append.into(),
             attempts: 1,
             retried: None,

@@ -326,9 +326,8 @@ fn compare_lists_changes_and_flags_regressions() {
     let cmp = compare(&known, &fixed);
     assert!(!cmp.is_worse(), "{cmp}");
     assert!(
-        cmp.to_string().contains(
-            "alloc::first_key_is_1: XFAIL -> XPASS (the kernel: FAIL -> PASS)  (better)"
-        ),
+        cmp.to_string()
+            .contains("alloc::first_key_is_1: XFAIL -> XPASS (the kernel: FAIL -> PASS)  (better)"),
         "{cmp}"
     );
     assert!(compare(&fixed, &known).is_worse());

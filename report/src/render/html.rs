@@ -95,7 +95,7 @@ fn runs_table(out: &mut String, results: &Results) {
             esc(&run.name),
             esc(&kernel_label(run)),
             esc(&run.kernel.package),
-            esc(&run.cpu),
+            esc(&format!("{}, {}", run.cpu, run.accel)),
             esc(run.meta.get("cpu").map_or("-", String::as_str)),
             esc(&run.append),
             secs(run.timings.boot_to_first_line_s),

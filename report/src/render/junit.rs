@@ -22,6 +22,7 @@ pub fn junit(results: &Results) -> Result<String> {
             Property::new("kernel.version", k.version.as_str()),
             Property::new("kernel.uname", k.uname.as_deref().unwrap_or("")),
             Property::new("cpu", run.cpu.as_str()),
+            Property::new("accel", run.accel.as_str()),
             Property::new("append", run.append.as_str()),
             Property::new("attempts", run.attempts.to_string()),
         ]);

@@ -45,7 +45,11 @@ pub fn markdown(results: &Results) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&run.name),
             cell(&kernel_label(run)),
-            cell(&cpu_label(run.cpu.as_str(), run.cpu_description())),
+            cell(&format!(
+                "{}, {}",
+                cpu_label(run.cpu.as_str(), run.cpu_description()),
+                run.accel
+            )),
             code_or_dash(&run.append),
             secs(run.timings.boot_to_first_line_s),
             secs(run.timings.suite_s),
