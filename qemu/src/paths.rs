@@ -61,3 +61,20 @@ pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
     tmp.persist(to).map_err(|e| e.error)?;
     Ok(())
 }
+
+/// The entry of `dir` that `pick(file name, path)` accepts and whose name sorts last (the newest
+/// version of a cached kernel image or source tree), if any.
+pub fn newest_cached(dir: &Path, pick: impl Fn(&str, &Path) -> bool) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| pick(n, p))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}

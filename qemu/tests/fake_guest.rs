@@ -41,6 +41,11 @@ struct Outcome {
 }
 
 fn play(scenario: &str, timeout: u64, boot_timeout: u64) -> Outcome {
+    play_spec(&spec(scenario, timeout, boot_timeout))
+}
+
+fn play_spec(spec: &GuestSpec) -> Outcome {
+    let scenario = spec.name.trim_start_matches("fake-").to_owned();
     let dir = tempfile::tempdir().unwrap();
     let qemu = fake_qemu(dir.path());
     let out = tempfile::tempdir().unwrap();
@@ -52,7 +57,7 @@ fn play(scenario: &str, timeout: u64, boot_timeout: u64) -> Outcome {
     let events = std::sync::Mutex::new(Vec::new());
     let progress = |_: &str, e: Event| events.lock().unwrap().push(e);
     let t = Instant::now();
-    let run = guest::run(&spec(scenario, timeout, boot_timeout), &env, &progress).unwrap();
+    let run = guest::run(spec, &env, &progress).unwrap();
     let took = t.elapsed();
     eprintln!(
         "{scenario}: {} (detected in {:.1} s)",
@@ -206,19 +211,12 @@ fn accelerator_arguments(
     #[case] want: &str,
     #[case] recorded: &str,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let qemu = fake_qemu(dir.path());
-    let out = tempfile::tempdir().unwrap();
-    let env = Env {
-        qemu: &qemu,
-        base_image: b"not really an initramfs",
-        out: out.path(),
-    };
     let mut s = spec("done", 20, 10);
     s.accel = accel;
     s.cpu = cpu.into();
-    let run = guest::run(&s, &env, &|_, _| {}).unwrap();
-    let args = std::fs::read_to_string(out.path().join("fake-qemu.args")).unwrap();
+    let o = play_spec(&s);
+    let run = o.run;
+    let args = std::fs::read_to_string(o.out.path().join("fake-qemu.args")).unwrap();
     assert!(args.starts_with(want), "{args}");
     assert!(args.contains(&format!("-cpu {cpu} ")), "{args}");
     assert_eq!(run.accel, recorded);

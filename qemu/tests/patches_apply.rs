@@ -8,21 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn cached_tree(series: &str) -> Option<PathBuf> {
-    let dir = pkeys_qemu::paths::cache_root().join("src");
     let prefix = format!("linux-source-{series}_");
-    let mut trees: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix))
-                && p.join("Makefile").is_file()
-        })
-        .collect();
-    trees.sort();
-    trees.pop()
+    pkeys_qemu::paths::newest_cached(&pkeys_qemu::paths::cache_root().join("src"), |n, p| {
+        n.starts_with(&prefix) && p.join("Makefile").is_file()
+    })
 }
 
 fn dry_run(tree: &Path, patch: &Path) -> Result<(), Failed> {

@@ -98,6 +98,19 @@ fn message(run: &GuestRun) -> String {
     }
 }
 
+/// Print how many cases passed and how many were skipped.
+fn print_counts(label: &str, run: &GuestRun) {
+    let passed = run
+        .cases
+        .iter()
+        .filter(|c| c.verdict == Verdict::Pass)
+        .count();
+    println!(
+        "    {label}: {passed} passed, {} skipped",
+        run.cases.len() - passed
+    );
+}
+
 fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
     if cond {
         Ok(())
@@ -362,15 +375,7 @@ fn unprivileged_user(p: &Prereqs, out: &Path) -> Result<(), Failed> {
             format!("{id}: SKIP naming root expected, got {c:?}"),
         )?;
     }
-    let passed = run
-        .cases
-        .iter()
-        .filter(|c| c.verdict == Verdict::Pass)
-        .count();
-    println!(
-        "    unprivileged: {passed} passed, {} skipped",
-        run.cases.len() - passed
-    );
+    print_counts("unprivileged", &run);
     Ok(())
 }
 
@@ -470,19 +475,9 @@ fn kvm_probe_and_fallback(p: &Prereqs, out: &Path) -> Result<(), Failed> {
 
 /// The cached minimal-configuration kernel (`ci/minimal-kernel.sh`), if it was built.
 fn minimal_kernel() -> Option<PathBuf> {
-    let dir = pkeys_qemu::paths::cache_root().join("kbuild");
-    let mut images: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("minimal-") && n.ends_with(".bzImage"))
-        })
-        .collect();
-    images.sort();
-    images.pop()
+    pkeys_qemu::paths::newest_cached(&pkeys_qemu::paths::cache_root().join("kbuild"), |n, _| {
+        n.starts_with("minimal-") && n.ends_with(".bzImage")
+    })
 }
 
 /// A kernel built from tinyconfig with protection keys and none of the optional features the
@@ -534,15 +529,7 @@ fn minimal_config_kernel(p: &Prereqs, out: &Path) -> Result<(), Failed> {
             format!("the probe line lists {f} as absent: absent={absent}"),
         )?;
     }
-    let passed = run
-        .cases
-        .iter()
-        .filter(|c| c.verdict == Verdict::Pass)
-        .count();
-    println!(
-        "    minimal kernel: {passed} passed, {} skipped",
-        run.cases.len() - passed
-    );
+    print_counts("minimal kernel", &run);
     Ok(())
 }
 
