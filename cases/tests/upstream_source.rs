@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 
 type Map = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
-/// The newest cached `linux-source-*` tree, if any.
-fn cached_tree() -> Option<PathBuf> {
+/// Every cached `linux-source-*` tree (6.12 and, when fetched, 7.x), oldest first.
+fn cached_trees() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/src");
     let mut trees: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
+        .into_iter()
+        .flatten()
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
@@ -25,12 +26,15 @@ fn cached_tree() -> Option<PathBuf> {
         })
         .collect();
     trees.sort();
-    trees.pop()
+    trees
 }
 
-/// The names listed in the C array `pkey_tests[]` of `src` (preprocessor lines skipped).
+/// The names listed in the C array `pkey_tests[]` of `src` (preprocessor lines skipped). Both
+/// forms upstream has used: a table of function pointers (`void (*pkey_tests[])(...) = {
+/// test_a, ... }`, 6.12) and one of `PKEY_TEST(test_a)` entries (`struct pkey_test
+/// pkey_tests[] = { ... }`, 7.x).
 fn table(src: &str) -> Vec<String> {
-    let Some(start) = src.find("pkey_tests[])") else {
+    let Some(start) = src.find("pkey_tests[]") else {
         return Vec::new();
     };
     let body = &src[start..];
@@ -43,7 +47,13 @@ fn table(src: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .flat_map(|l| l.split(','))
-        .map(str::trim)
+        .map(|n| {
+            let n = n.trim();
+            n.strip_prefix("PKEY_TEST(")
+                .and_then(|n| n.strip_suffix(')'))
+                .unwrap_or(n)
+                .trim()
+        })
         .filter(|n| !n.is_empty())
         .map(String::from)
         .collect()
@@ -91,13 +101,16 @@ fn load_map() -> Map {
 
 fn trial(name: &str, file: &'static str) -> Trial {
     Trial::ignorable_test(name, move || {
-        let Some(tree) = cached_tree() else {
+        let trees = cached_trees();
+        if trees.is_empty() {
             return Ok(Completion::ignored_with(
                 "no linux-source tree cached in .cache/src (pkeys-qemu kernel source 6.12)",
             ));
-        };
-        let said = compare(&tree, file, &load_map()).map_err(Failed::from)?;
-        println!("    {} ({})", said, tree.display());
+        }
+        for tree in trees {
+            let said = compare(&tree, file, &load_map()).map_err(Failed::from)?;
+            println!("    {} ({})", said, tree.display());
+        }
         Ok(Completion::Completed)
     })
 }
@@ -118,6 +131,12 @@ fn the_comparison_can_fail() -> Result<(), Failed> {
         [(file.to_string(), t)].into_iter().collect()
     };
     let ok = compare(&dir, file, &map_of(&["test_a", "test_b"]));
+    let macro_form = table(
+        "static struct pkey_test pkey_tests[] = {\n\tPKEY_TEST(test_a),\n#if 1\n\tPKEY_TEST(test_b),\n#endif\n};\n",
+    );
+    if macro_form != ["test_a", "test_b"] {
+        return Err(format!("PKEY_TEST table read as {macro_form:?}").into());
+    }
     let missing = compare(&dir, file, &map_of(&["test_a"]));
     let unknown = compare(&dir, file, &map_of(&["test_a", "test_b", "test_c"]));
     let _ = std::fs::remove_dir_all(&dir);
