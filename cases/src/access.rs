@@ -60,7 +60,10 @@ pub fn cases() -> Vec<Case> {
     v.push(per_key_matrix_case());
     v.push(Case::new(
         "access::rounds_in_one_process",
-        Needs::PKEYS.hugetlb().feature(Feature::Thp),
+        Needs::PKEYS
+            .hugetlb()
+            .feature(Feature::Thp)
+            .feature(Feature::Madvise),
         rounds_in_one_process,
     ));
     v
@@ -112,7 +115,6 @@ fn rounds_in_one_process(ctx: &mut Ctx) -> Outcome {
     .map_err(Stop::Fail)?;
     code.write_ret_stub();
     sysfail("mprotect(PROT_EXEC)", code.mprotect(libc::PROT_EXEC))?;
-    pkru::sync_shadow();
     let base_iteration = ctx.iteration;
     for round in 0..ROUNDS {
         let kind = kinds[round as usize % kinds.len()];

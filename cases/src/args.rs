@@ -176,7 +176,7 @@ fn exec_only_key(ctx: &mut Ctx) -> Outcome {
     let code = mapped(Region::rw(Kind::Anon))?;
     code.write_ret_stub();
     sysfail("mprotect(PROT_EXEC)", code.mprotect(libc::PROT_EXEC))?;
-    pkru::sync_shadow();
+    pkru::read();
     let x = match smaps_pkey(code.addr())? {
         Some(k) if (1..16).contains(&k) => k,
         k => return Err(Stop::Fail(format!("no execute-only key: smaps says {k:?}"))),

@@ -109,7 +109,7 @@ fn implicit_exec_only(ctx: &mut Ctx, kind: Kind) -> Outcome {
             pkeys_harness::sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED),
         )?;
     }
-    let now = pkru::sync_shadow();
+    let now = pkru::read();
     let key = match smaps_pkey(r.addr())? {
         Some(k) if (1..16).contains(&k) => k,
         k => {

@@ -28,21 +28,43 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-/// The knob's value. When debugfs is not mounted and we are root, it is mounted for this case
-/// only (a private mount namespace, see [`sys::mount_debugfs_private`]); the guard unmounts it.
-fn knob_mounted(ctx: &mut Ctx) -> Result<(u32, Option<sys::PrivateDebugfs>), Stop> {
+/// The knob's value, and the mount made for it. When debugfs is not mounted it is mounted for
+/// this case only (root; a private mount namespace, see [`sys::mount_debugfs_private`]; the
+/// guard unmounts it). `Err(reason)` when the knob cannot be read here: the mount is refused
+/// (a container without CAP_SYS_ADMIN in the host's namespace) or the read is (EPERM under
+/// kernel lockdown). A value that reads but does not parse is a FAIL.
+fn knob_mounted(ctx: &mut Ctx) -> Result<Result<(u32, Option<sys::PrivateDebugfs>), String>, Stop> {
     let guard = if sys::debugfs_mounted() {
         None
     } else {
-        let g = sys::mount_debugfs_private()
-            .map_err(|e| Stop::Fail(format!("mounting debugfs for the case: {e}")))?;
-        ctx.diag(format!(
-            "debugfs was not mounted: mounted on {} for this case (private mount namespace)",
-            sys::DEBUGFS
-        ));
-        Some(g)
+        match sys::mount_debugfs_private() {
+            Ok(g) => {
+                ctx.diag(format!(
+                    "debugfs was not mounted: mounted on {} for this case (private mount namespace)",
+                    sys::DEBUGFS
+                ));
+                Some(g)
+            }
+            Err(e) => {
+                return Ok(Err(format!(
+                    "debugfs could not be mounted for the case: {e}"
+                )));
+            }
+        }
     };
-    Ok((knob()?, guard))
+    let text = match std::fs::read_to_string(KNOB) {
+        Ok(t) => t,
+        // Refused (lockdown, a security module): the knob cannot be checked here.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok(Err(format!("{KNOB} not readable: {e}")));
+        }
+        // debugfs is there and x86 pkeys are built in: the knob must be too.
+        Err(e) => return Err(Stop::Fail(format!("{KNOB}: {e}"))),
+    };
+    let t = text.trim();
+    let v = u32::from_str_radix(t.trim_start_matches("0x"), 16)
+        .map_err(|e| Stop::Fail(format!("{KNOB}: {t:?}: {e}")))?;
+    Ok(Ok((v, guard)))
 }
 
 fn knob() -> Result<u32, Stop> {
@@ -68,9 +90,14 @@ fn cmdline_init_pkru() -> Option<u32> {
 pub(crate) fn fresh_process_and_handler(ctx: &mut Ctx) -> Outcome {
     let boot = cmdline_init_pkru();
     let want = boot.unwrap_or(pkru::DEFAULT_INIT_PKRU);
-    let knob_readable = ctx.caps.root && ctx.caps.features.absent(Feature::Debugfs).is_none();
-    let (expected, _guard) = if knob_readable {
-        let (k, guard) = knob_mounted(ctx)?;
+    let knob = if !ctx.caps.root {
+        Err("not root".to_owned())
+    } else if let Some(e) = ctx.caps.features.absent(Feature::Debugfs) {
+        Err(Feature::Debugfs.skip_reason(e))
+    } else {
+        knob_mounted(ctx)?
+    };
+    let (expected, _guard) = if let Ok((k, guard)) = knob {
         ctx.diag(format!(
             "debugfs init_pkru {}, command line {:?}",
             pkru::fmt(k),
@@ -83,13 +110,10 @@ pub(crate) fn fresh_process_and_handler(ctx: &mut Ctx) -> Outcome {
         );
         (k, guard)
     } else {
+        let why = knob.err().unwrap_or_default();
         ctx.diag(format!(
-            "debugfs knob not read ({}); expecting the command line's init_pkru {:?} or the default",
-            if ctx.caps.root {
-                "kernel without debugfs"
-            } else {
-                "not root"
-            },
+            "debugfs knob not read ({why}); expecting the command line's init_pkru {:?} or the \
+             default",
             boot.map(pkru::fmt)
         ));
         (want + ctx.skew() as u32, None)
@@ -120,7 +144,11 @@ fn write_knob(v: &str) -> Result<(), Errno> {
 /// write-disable key 0 are refused with EINVAL and leave the knob unchanged. The original value
 /// is restored.
 fn debugfs(ctx: &mut Ctx) -> Outcome {
-    let (orig, _guard) = knob_mounted(ctx)?;
+    pkeys_harness::features::touch(Feature::Debugfs);
+    let (orig, _guard) = match knob_mounted(ctx)? {
+        Ok(v) => v,
+        Err(why) => pkeys_harness::skip!("{why}"),
+    };
     let res = (|| -> Outcome {
         let new = 0x5555_5550u32;
         check_eq!(

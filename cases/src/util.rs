@@ -241,9 +241,15 @@ pub fn needs_with_kind(
     } else {
         needs
     };
-    match kind.feature() {
+    let n = match kind.feature() {
         Some(f) => n.feature(f),
         None => n,
+    };
+    // A THP region is made huge with madvise(MADV_HUGEPAGE).
+    if kind == pkeys_harness::mem::Kind::Thp {
+        n.feature(pkeys_harness::Feature::Madvise)
+    } else {
+        n
     }
 }
 

@@ -211,7 +211,7 @@ fn mprotect_exec_replaces_key(ctx: &mut Ctx) -> Outcome {
     let (r, key) = keyed(ctx, 1)?;
     sysfail("mprotect(PROT_EXEC)", r.mprotect(libc::PROT_EXEC))?;
     let exec_key = smaps_pkey(r.addr())?;
-    pkru::sync_shadow();
+    pkru::read();
     ctx.diag(format!(
         "allocated key {key}; after mprotect(PROT_EXEC) smaps says {exec_key:?}"
     ));

@@ -12,7 +12,12 @@ type Map = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 /// Every cached `linux-source-*` tree (6.12 and, when fetched, 7.x), oldest first.
 fn cached_trees() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/src");
+    // The cache pkeys-qemu uses: $PKEYS_CACHE, else .cache/ in the workspace.
+    let cache = std::env::var_os("PKEYS_CACHE").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache"),
+        PathBuf::from,
+    );
+    let dir = cache.join("src");
     let mut trees: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()

@@ -141,8 +141,13 @@ impl Region {
     /// Errors are messages; for hugetlb kinds with no pages available the message says so and the
     /// case should SKIP with it.
     pub fn map(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
+        let exec_only = prot == libc::PROT_EXEC && crate::cpu::probe().ospke;
+        if exec_only {
+            // Any earlier difference is reported, not taken for the kernel's change below.
+            crate::pkru::read();
+        }
         let r = Region::map_kind(kind, len, prot);
-        if prot == libc::PROT_EXEC && crate::cpu::probe().ospke {
+        if exec_only {
             // mmap(PROT_EXEC) takes the execute-only key (see pkru::accept_execute_only_key).
             crate::pkru::accept_execute_only_key();
         }
@@ -198,6 +203,7 @@ impl Region {
                     if tail > 0 {
                         libc::munmap((start + len) as *mut libc::c_void, tail);
                     }
+                    crate::features::touch(crate::features::Feature::Madvise);
                     libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
                 }
                 (Ok(start as *mut u8), len, false)
@@ -342,8 +348,12 @@ impl Region {
 
     /// `mprotect` the whole region.
     pub fn mprotect(&self, prot: i32) -> Result<(), Errno> {
+        let exec_only = prot == libc::PROT_EXEC && crate::cpu::probe().ospke;
+        if exec_only {
+            crate::pkru::read();
+        }
         let r = sys::mprotect(self.addr(), self.len, prot);
-        if prot == libc::PROT_EXEC && crate::cpu::probe().ospke {
+        if exec_only {
             crate::pkru::accept_execute_only_key();
         }
         r

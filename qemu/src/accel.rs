@@ -115,16 +115,28 @@ pub struct Decision {
     pub why_not: Option<String>,
 }
 
-/// Decide from what was asked and what the probe found (`probe`: `Ok` when a KVM guest reached
-/// its `/init`, else the reason). `--accel kvm` with a failed probe is an error.
+/// Decide from what was asked, whether the host CPU has protection keys (`host_pkeys`: PKU and
+/// OSPKE; without them a guest on `-cpu host` could only SKIP every pkeys case, while TCG's
+/// `max` emulates PKU, so `auto` keeps TCG and does not even probe) and what the probe found
+/// (`probe`: `Ok` when a KVM guest reached its `/init`, else the reason). `--accel kvm` with a
+/// failed probe is an error; on a host without PKU it is allowed, with a warning.
 pub fn decide(
     choice: AccelChoice,
+    host_pkeys: bool,
     probe: impl FnOnce() -> Result<(), String>,
 ) -> anyhow::Result<Decision> {
     match choice {
         AccelChoice::Tcg => Ok(Decision {
             kvm: false,
             why_not: None,
+        }),
+        AccelChoice::Auto if !host_pkeys => Ok(Decision {
+            kvm: false,
+            why_not: Some(
+                "the host CPU has no PKU (or its kernel did not enable it): using TCG, whose \
+                 `max` CPU emulates PKU"
+                    .into(),
+            ),
         }),
         AccelChoice::Auto => Ok(match probe() {
             Ok(()) => Decision {
@@ -139,7 +151,10 @@ pub fn decide(
         AccelChoice::Kvm => match probe() {
             Ok(()) => Ok(Decision {
                 kvm: true,
-                why_not: None,
+                why_not: (!host_pkeys).then(|| {
+                    "warning: --accel kvm on a host CPU without PKU: the pkeys cases will SKIP"
+                        .to_owned()
+                }),
             }),
             Err(why) => anyhow::bail!("--accel kvm: KVM unusable: {why}"),
         },
@@ -193,6 +208,12 @@ pub fn probe_kvm(
     })
 }
 
+/// Whether the host CPU has PKU and its kernel enabled it.
+pub fn host_has_pkeys() -> bool {
+    let c = HostCpu::probe();
+    c.pku && c.ospke
+}
+
 /// What a run line and `results.json` say of the host: its CPU and whether it has PKU.
 pub fn host_record() -> pkeys_report::HostCpuInfo {
     let c = HostCpu::probe();
@@ -231,25 +252,34 @@ mod tests {
     #[test]
     fn decisions() {
         let broken = || Err::<(), _>("qemu aborted: failed to set MSR 0x10a".to_owned());
-        let d = decide(AccelChoice::Auto, broken).unwrap();
+        let d = decide(AccelChoice::Auto, true, broken).unwrap();
         assert!(!d.kvm);
         assert_eq!(
             d.why_not.as_deref(),
             Some("KVM unusable: qemu aborted: failed to set MSR 0x10a; using TCG")
         );
-        let e = decide(AccelChoice::Kvm, broken).unwrap_err().to_string();
+        let e = decide(AccelChoice::Kvm, true, broken)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "--accel kvm: KVM unusable: qemu aborted: failed to set MSR 0x10a"
         );
-        assert!(decide(AccelChoice::Kvm, || Ok(())).unwrap().kvm);
-        assert!(decide(AccelChoice::Auto, || Ok(())).unwrap().kvm);
-        let mut probed = false;
-        let d = decide(AccelChoice::Tcg, || {
-            probed = true;
-            Ok(())
-        })
-        .unwrap();
-        assert!(!d.kvm && !probed, "--accel tcg never probes");
+        assert!(decide(AccelChoice::Kvm, true, || Ok(())).unwrap().kvm);
+        assert!(decide(AccelChoice::Auto, true, || Ok(())).unwrap().kvm);
+        for (choice, host_pkeys) in [(AccelChoice::Tcg, true), (AccelChoice::Auto, false)] {
+            let mut probed = false;
+            let d = decide(choice, host_pkeys, || {
+                probed = true;
+                Ok(())
+            })
+            .unwrap();
+            assert!(
+                !d.kvm && !probed,
+                "{choice:?} (host PKU {host_pkeys}) never probes"
+            );
+        }
+        let d = decide(AccelChoice::Auto, false, || Ok(())).unwrap();
+        assert!(d.why_not.unwrap().contains("no PKU"));
     }
 }

@@ -316,9 +316,11 @@ pub fn run(a: &BenchArgs) -> Result<u8> {
             base_image: &base,
             out: &guests_out,
         };
-        let decision = crate::accel::decide(a.accel, || match resolved.first() {
-            Some(k) => crate::accel::probe_kvm(k, &probe_env),
-            None => Err("no kernel to probe with".into()),
+        let decision = crate::accel::decide(a.accel, crate::accel::host_has_pkeys(), || {
+            match resolved.first() {
+                Some(k) => crate::accel::probe_kvm(k, &probe_env),
+                None => Err("no kernel to probe with".into()),
+            }
         })?;
         if let Some(why) = &decision.why_not {
             println!("{why}");

@@ -119,6 +119,15 @@ fn xz_decompress(input: &[u8]) -> Option<Vec<u8>> {
     (!out.is_empty()).then_some(out)
 }
 
+fn xz_installed() -> bool {
+    std::process::Command::new("xz")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The configuration embedded in a kernel image (bzImage or vmlinux), if it has one.
 pub fn embedded_config(image: &[u8]) -> Option<String> {
     if let Some(c) = ikconfig_in(image) {
@@ -155,6 +164,13 @@ pub fn check(kernel: &Path, fragment: &Fragment) -> ConfigCheck {
         };
         match embedded_config(&bytes) {
             Some(t) => ("embedded in the image, CONFIG_IKCONFIG".to_owned(), t),
+            None if find(&bytes, XZ, 0).is_some() && !xz_installed() => {
+                return ConfigCheck::Unknown(
+                    "the image is xz-compressed and `xz` is not installed (Debian package \
+                     xz-utils): its embedded configuration, if any, cannot be read"
+                        .to_owned(),
+                );
+            }
             None => {
                 return ConfigCheck::Unknown(
                     "the image has no embedded configuration (CONFIG_IKCONFIG is not set); \

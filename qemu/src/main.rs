@@ -99,6 +99,11 @@ struct RunArgs {
     /// Arguments for the suite in the guest (after `--`).
     #[arg(last = true, value_name = "SUITE ARGS")]
     suite_args: Vec<String>,
+    /// Set by `--baseline` for the second run: the accelerator the baseline ran under, so that
+    /// both kernels run on the same (virtual) CPU and no probe of the kernel under test is
+    /// mistaken for a KVM problem.
+    #[arg(skip)]
+    same_accel_as: Option<pkeys_qemu::accel::Accel>,
 }
 
 #[derive(Debug, Args)]
@@ -213,7 +218,7 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
     qemu::check_cpu(&a.cpu, qemu::cpu_models(&qemu_bin)?)?;
     let cache = paths::cache_root();
     let kernel = Resolver::new(&cache, a.common.refresh).resolve(&a.kernel, cfg.as_ref())?;
-    if !debian {
+    if !debian && std::path::Path::new(&a.kernel).exists() {
         // Once the input is known to be good: what the kernel lacks (a warning, not a refusal).
         say_config_check(std::path::Path::new(&a.kernel));
     }
@@ -238,6 +243,10 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
     use pkeys_qemu::accel::{Accel, AccelChoice, Decision};
     let named_model = pkeys_qemu::accel::placement(&a.cpu, true).0 == Accel::Tcg;
     let decision = match (named_model, a.common.accel) {
+        _ if a.same_accel_as.is_some() => Decision {
+            kvm: a.same_accel_as == Some(Accel::Kvm),
+            why_not: None,
+        },
         (true, AccelChoice::Kvm) => bail!(
             "--accel kvm: CPU model {} cannot run under KVM, which offers only the host's CPU \
              (use --cpu max or host)",
@@ -253,7 +262,9 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
             }),
         },
         (false, choice) => {
-            pkeys_qemu::accel::decide(choice, || pkeys_qemu::accel::probe_kvm(&kernel, &env))?
+            pkeys_qemu::accel::decide(choice, pkeys_qemu::accel::host_has_pkeys(), || {
+                pkeys_qemu::accel::probe_kvm(&kernel, &env)
+            })?
         }
     };
     if let Some(why) = &decision.why_not {
@@ -570,8 +581,10 @@ fn cmd_run_baseline(a: RunArgs) -> Result<u8> {
         }
     }
     let mut runs = Vec::new();
+    let mut base_accel = None;
     for (role, spec) in [("baseline", baseline.clone()), ("after", a.kernel.clone())] {
         let mut one = a.clone();
+        one.same_accel_as = base_accel;
         one.baseline = None;
         one.no_build = true;
         one.kernel = spec.clone();
@@ -584,6 +597,16 @@ fn cmd_run_baseline(a: RunArgs) -> Result<u8> {
         }
         let results = Results::load(out.join(role).join("results.json"))
             .with_context(|| format!("cannot read the {role} results"))?;
+        if role == "baseline" {
+            // The kernel under test runs under the baseline's accelerator.
+            base_accel = results.runs.first().map(|r| {
+                if r.accel == "kvm" {
+                    pkeys_qemu::accel::Accel::Kvm
+                } else {
+                    pkeys_qemu::accel::Accel::Tcg
+                }
+            });
+        }
         runs.push((code, results));
     }
     let cmp = pkeys_report::compare(&runs[0].1, &runs[1].1);

@@ -212,27 +212,42 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
         (AccelChoice::Tcg, _) | (_, Some(AccelChoice::Tcg)) => None,
         (cli, guest) => Some(guest.unwrap_or(cli)),
     };
-    let could_use_kvm = plans
-        .iter()
-        .any(|p| wants(p).is_some() && accel::placement(&p.cpu, true).0 == Accel::Kvm);
+    let kvm_capable = |p: &GuestPlan| accel::placement(&p.cpu, true).0 == Accel::Kvm;
+    let could_use_kvm = plans.iter().any(|p| wants(p).is_some() && kvm_capable(p));
+    if opts.accel == AccelChoice::Kvm && !could_use_kvm {
+        bail!(
+            "--accel kvm: no selected guest can run under KVM (guests with a named CPU model run \
+             under TCG; KVM offers only the host's CPU, which `max` guests get)"
+        );
+    }
+    // A guest's own `accel = "kvm"` is checked per guest below (an ERROR run when KVM does not
+    // work); only `--accel kvm` refuses the whole matrix.
+    let choice = opts.accel;
     let probe_kernel = kernels.values().find_map(|k| k.as_ref().ok());
-    let probe: Result<(), String> = match (could_use_kvm, probe_kernel) {
-        (false, _) => Err("no guest asks for it".into()),
-        (true, None) => Err("no kernel to probe with".into()),
-        (true, Some(k)) => accel::probe_kvm(k, &env),
+    let mut probe: Result<(), String> = Err("no guest asks for it".into());
+    let decision = if could_use_kvm {
+        accel::decide(choice, accel::host_has_pkeys(), || {
+            probe = match probe_kernel {
+                Some(k) => accel::probe_kvm(k, &env),
+                None => Err("no kernel to probe KVM with".into()),
+            };
+            probe.clone()
+        })?
+    } else {
+        accel::Decision {
+            kvm: false,
+            why_not: None,
+        }
     };
-    if could_use_kvm {
-        match &probe {
-            Ok(()) => {
-                eprintln!("pkeys-qemu: KVM works: guests on `max` run on `-cpu host` under KVM")
-            }
-            Err(why) => eprintln!("pkeys-qemu: KVM unusable: {why}; using TCG"),
+    match &decision.why_not {
+        Some(why) => eprintln!("pkeys-qemu: {why}"),
+        None if decision.kvm => {
+            eprintln!("pkeys-qemu: KVM works: guests on `max` run on `-cpu host` under KVM")
         }
-        if opts.accel == AccelChoice::Kvm
-            && let Err(why) = &probe
-        {
-            bail!("--accel kvm: KVM unusable: {why}");
-        }
+        None => {}
+    }
+    if !decision.kvm && probe.is_ok() {
+        probe = Err(decision.why_not.clone().unwrap_or_default());
     }
     let kvm_ok = probe.is_ok();
 
@@ -268,6 +283,17 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                             },
                             format!("kernel not available: {e}"),
                         )),
+                        Ok(_) if wants(plan) == Some(AccelChoice::Kvm) && !kvm_capable(plan) => {
+                            Ok(error_run(
+                                plan,
+                                KernelInfo::default(),
+                                format!(
+                                    "accel = \"kvm\" but CPU model {} cannot run under KVM \
+                                     (KVM offers only the host's CPU; use max)",
+                                    plan.cpu
+                                ),
+                            ))
+                        }
                         Ok(_) if wants(plan) == Some(AccelChoice::Kvm) && !kvm_ok => Ok(error_run(
                             plan,
                             KernelInfo::default(),

@@ -434,7 +434,10 @@ fn kvm_probe_and_fallback(p: &Prereqs, out: &Path) -> Result<(), Failed> {
     };
     let probe = accel::probe_kvm(&p.kernel, &env);
     println!("    KVM probe: {probe:?}");
-    let auto = accel::decide(AccelChoice::Auto, || probe.clone()).map_err(|e| e.to_string())?;
+    // The fallback logic with this host's real probe result (as if its CPU had PKU, so that the
+    // probe decides; on a host without PKU `auto` does not even probe).
+    let auto =
+        accel::decide(AccelChoice::Auto, true, || probe.clone()).map_err(|e| e.to_string())?;
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_pkeys-qemu"))
         .args(["run", "--accel", "kvm", "--kernel"])
         .arg(&p.kernel.path)

@@ -44,7 +44,7 @@ impl Change {
         match (self.before, self.after) {
             (Some(b), Some(a)) => compare_rank(a) > compare_rank(b),
             (Some(_), None) => true,
-            (None, Some(a)) => a.is_problem(),
+            (None, Some(a)) => compare_rank(a) == 2,
             (None, None) => false,
         }
     }
