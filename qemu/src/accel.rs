@@ -117,7 +117,7 @@ pub struct Decision {
 
 /// Decide from what was asked, whether the host CPU has protection keys (`host_pkeys`: PKU and
 /// OSPKE; without them a guest on `-cpu host` could only SKIP every pkeys case, while TCG's
-/// `max` emulates PKU, so `auto` keeps TCG and does not even probe) and what the probe found
+/// `max` emulates PKU, so `auto` keeps TCG even when KVM works) and what the probe found
 /// (`probe`: `Ok` when a KVM guest reached its `/init`, else the reason). `--accel kvm` with a
 /// failed probe is an error; on a host without PKU it is allowed, with a warning.
 pub fn decide(
@@ -130,15 +130,15 @@ pub fn decide(
             kvm: false,
             why_not: None,
         }),
-        AccelChoice::Auto if !host_pkeys => Ok(Decision {
-            kvm: false,
-            why_not: Some(
-                "the host CPU has no PKU (or its kernel did not enable it): using TCG, whose \
-                 `max` CPU emulates PKU"
-                    .into(),
-            ),
-        }),
         AccelChoice::Auto => Ok(match probe() {
+            Ok(()) if !host_pkeys => Decision {
+                kvm: false,
+                why_not: Some(
+                    "KVM works, but the host CPU has no PKU (or its kernel did not enable it): \
+                     using TCG, whose `max` CPU emulates PKU"
+                        .into(),
+                ),
+            },
             Ok(()) => Decision {
                 kvm: true,
                 why_not: None,
@@ -267,19 +267,21 @@ mod tests {
         );
         assert!(decide(AccelChoice::Kvm, true, || Ok(())).unwrap().kvm);
         assert!(decide(AccelChoice::Auto, true, || Ok(())).unwrap().kvm);
-        for (choice, host_pkeys) in [(AccelChoice::Tcg, true), (AccelChoice::Auto, false)] {
-            let mut probed = false;
-            let d = decide(choice, host_pkeys, || {
-                probed = true;
-                Ok(())
-            })
-            .unwrap();
-            assert!(
-                !d.kvm && !probed,
-                "{choice:?} (host PKU {host_pkeys}) never probes"
-            );
-        }
+        let mut probed = false;
+        let d = decide(AccelChoice::Tcg, true, || {
+            probed = true;
+            Ok(())
+        })
+        .unwrap();
+        assert!(!d.kvm && !probed, "--accel tcg never probes");
         let d = decide(AccelChoice::Auto, false, || Ok(())).unwrap();
-        assert!(d.why_not.unwrap().contains("no PKU"));
+        assert!(!d.kvm, "no KVM for a host without PKU");
+        assert!(
+            d.why_not
+                .unwrap()
+                .starts_with("KVM works, but the host CPU has no PKU")
+        );
+        let d = decide(AccelChoice::Auto, false, broken).unwrap();
+        assert!(d.why_not.unwrap().starts_with("KVM unusable: qemu aborted"));
     }
 }
