@@ -61,14 +61,16 @@ fn knob_mounted(ctx: &mut Ctx) -> Result<Result<(u32, Option<sys::PrivateDebugfs
         // debugfs is there and x86 pkeys are built in: the knob must be too.
         Err(e) => return Err(Stop::Fail(format!("{KNOB}: {e}"))),
     };
-    let t = text.trim();
-    let v = u32::from_str_radix(t.trim_start_matches("0x"), 16)
-        .map_err(|e| Stop::Fail(format!("{KNOB}: {t:?}: {e}")))?;
-    Ok(Ok((v, guard)))
+    Ok(Ok((parse_knob(&text)?, guard)))
 }
 
 fn knob() -> Result<u32, Stop> {
     let text = std::fs::read_to_string(KNOB).map_err(|e| Stop::Fail(format!("{KNOB}: {e}")))?;
+    parse_knob(&text)
+}
+
+/// The knob's text (`0x55555554\n`) as a value; anything else is a FAIL.
+fn parse_knob(text: &str) -> Result<u32, Stop> {
     let t = text.trim();
     u32::from_str_radix(t.trim_start_matches("0x"), 16)
         .map_err(|e| Stop::Fail(format!("{KNOB}: {t:?}: {e}")))

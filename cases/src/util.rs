@@ -172,16 +172,8 @@ pub fn alloc_random_key(ctx: &mut Ctx, rights: u32, salt: u64) -> Result<i32, St
     let before = pkru::read();
     let mut free = Vec::new();
     loop {
-        let expect_base = pkru::read();
-        match pkru::alloc(0, rights) {
-            Ok(k) => {
-                free.push(k);
-                pkeys_harness::check_pkru!(
-                    pkru::rdpkru(),
-                    pkru::with_rights(expect_base, k, rights),
-                    "PKRU after pkey_alloc(0, {rights}) returned key {k}"
-                );
-            }
+        match alloc_checked(rights)? {
+            Ok(k) => free.push(k),
             Err(pkeys_harness::sys::Errno::ENOSPC) if !free.is_empty() => break,
             Err(e) => return Err(Stop::Fail(format!("pkey_alloc: {e}"))),
         }

@@ -141,17 +141,7 @@ impl Region {
     /// Errors are messages; for hugetlb kinds with no pages available the message says so and the
     /// case should SKIP with it.
     pub fn map(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
-        let exec_only = prot == libc::PROT_EXEC && crate::cpu::probe().ospke;
-        if exec_only {
-            // Any earlier difference is reported, not taken for the kernel's change below.
-            crate::pkru::read();
-        }
-        let r = Region::map_kind(kind, len, prot);
-        if exec_only {
-            // mmap(PROT_EXEC) takes the execute-only key (see pkru::accept_execute_only_key).
-            crate::pkru::accept_execute_only_key();
-        }
-        r
+        crate::pkru::follow_execute_only_key(prot, || Region::map_kind(kind, len, prot))
     }
 
     fn map_kind(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
@@ -348,15 +338,7 @@ impl Region {
 
     /// `mprotect` the whole region.
     pub fn mprotect(&self, prot: i32) -> Result<(), Errno> {
-        let exec_only = prot == libc::PROT_EXEC && crate::cpu::probe().ospke;
-        if exec_only {
-            crate::pkru::read();
-        }
-        let r = sys::mprotect(self.addr(), self.len, prot);
-        if exec_only {
-            crate::pkru::accept_execute_only_key();
-        }
-        r
+        crate::pkru::follow_execute_only_key(prot, || sys::mprotect(self.addr(), self.len, prot))
     }
 
     /// A raw pointer to byte `off`, for system calls that take a buffer (the kernel checks it).

@@ -61,12 +61,23 @@ pub fn sync_shadow() -> u32 {
     v
 }
 
-/// Follow the one PKRU change the kernel makes on its own: a plain `mmap`/`mprotect` with
-/// `PROT_EXEC` alone gives the mapping the execute-only key and access-disables that key in the
-/// calling thread's PKRU (`execute_only_pkey()`). If hardware and shadow differ by exactly one
-/// key's AD bit, newly set, the shadow takes it; any other difference stays a mismatch that the
-/// next [`read`] reports.
-pub fn accept_execute_only_key() {
+/// Run `op`, an `mmap` or `mprotect` with protection `prot`, following the one PKRU change the
+/// kernel makes on its own: with `PROT_EXEC` alone it gives the mapping the execute-only key and
+/// access-disables that key in the calling thread's PKRU (`execute_only_pkey()`). PKRU is read
+/// first (an earlier difference is reported, not taken for the kernel's change); afterwards, if
+/// hardware and shadow differ by exactly one key's AD bit, newly set, the shadow takes it; any
+/// other difference stays a mismatch that the next [`read`] reports.
+pub fn follow_execute_only_key<T>(prot: i32, op: impl FnOnce() -> T) -> T {
+    if prot != libc::PROT_EXEC || !crate::cpu::probe().ospke {
+        return op();
+    }
+    read();
+    let r = op();
+    accept_execute_only_key();
+    r
+}
+
+fn accept_execute_only_key() {
     let Some(shadow) = SHADOW.with(|s| s.get()) else {
         return;
     };

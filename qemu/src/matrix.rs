@@ -224,14 +224,10 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
     // work); only `--accel kvm` refuses the whole matrix.
     let choice = opts.accel;
     let probe_kernel = kernels.values().find_map(|k| k.as_ref().ok());
-    let mut probe: Result<(), String> = Err("no guest asks for it".into());
     let decision = if could_use_kvm {
-        accel::decide(choice, accel::host_has_pkeys(), || {
-            probe = match probe_kernel {
-                Some(k) => accel::probe_kvm(k, &env),
-                None => Err("no kernel to probe KVM with".into()),
-            };
-            probe.clone()
+        accel::decide(choice, accel::host_has_pkeys(), || match probe_kernel {
+            Some(k) => accel::probe_kvm(k, &env),
+            None => Err("no kernel to probe KVM with".into()),
         })?
     } else {
         accel::Decision {
@@ -246,10 +242,7 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
         }
         None => {}
     }
-    if !decision.kvm && probe.is_ok() {
-        probe = Err(decision.why_not.clone().unwrap_or_default());
-    }
-    let kvm_ok = probe.is_ok();
+    let kvm_ok = decision.kvm;
 
     let total = plans.len();
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..total).collect());
@@ -298,8 +291,8 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                             plan,
                             KernelInfo::default(),
                             format!(
-                                "accel = \"kvm\" but KVM is unusable: {}",
-                                probe.as_ref().err().map_or("", String::as_str)
+                                "accel = \"kvm\" but KVM is not used: {}",
+                                decision.why_not.as_deref().unwrap_or("no probe was made")
                             ),
                         )),
                         Ok(kernel) => {
