@@ -35,7 +35,8 @@ impl<W: Write> Writer<W> {
         self.out.flush()
     }
 
-    /// One case's diagnostics and result line.
+    /// One case's diagnostics, its duration (`# <id>: duration=<seconds>s`, a diagnostic line
+    /// that KTAP readers which do not know it ignore) and its result line.
     pub fn result(&mut self, r: &CaseReport) -> io::Result<()> {
         self.n += 1;
         for d in &r.diagnostics {
@@ -43,12 +44,17 @@ impl<W: Write> Writer<W> {
         }
         let n = self.n;
         let id = &r.id;
+        if let Verdict::Fail(m) = &r.verdict {
+            writeln!(self.out, "# {id}: FAIL: {}", one_line(m))?;
+        }
+        writeln!(
+            self.out,
+            "# {id}: duration={:.6}s",
+            r.duration.as_secs_f64()
+        )?;
         match &r.verdict {
             Verdict::Pass => writeln!(self.out, "ok {n} {id}")?,
-            Verdict::Fail(m) => {
-                writeln!(self.out, "# {id}: FAIL: {}", one_line(m))?;
-                writeln!(self.out, "not ok {n} {id}")?
-            }
+            Verdict::Fail(_) => writeln!(self.out, "not ok {n} {id}")?,
             Verdict::Skip(m) => writeln!(self.out, "ok {n} {id} # SKIP {}", one_line(m))?,
             Verdict::XFail(m) => writeln!(self.out, "ok {n} {id} # XFAIL {}", one_line(m))?,
             Verdict::XPass(m) => writeln!(self.out, "not ok {n} {id} # XPASS {}", one_line(m))?,
@@ -80,7 +86,7 @@ mod tests {
             id: id.into(),
             verdict: v,
             diagnostics: d.iter().map(|s| s.to_string()).collect(),
-            duration: Duration::ZERO,
+            duration: Duration::from_millis(1500),
         }
     }
 
@@ -98,8 +104,10 @@ mod tests {
         let out = String::from_utf8(w.finish("pass=1").unwrap()).unwrap();
         assert_eq!(
             out,
-            "KTAP version 1\n# pkeys-suite version=0\n1..4\n# a::b: x=1\nok 1 a::b\n# a::c: FAIL: bad thing\nnot ok 2 a::c\n\
-             ok 3 a::d # SKIP CPU lacks PKU\nnot ok 4 a::e # TIMEOUT after 2s\n# pkeys-suite: done pass=1\n"
+            "KTAP version 1\n# pkeys-suite version=0\n1..4\n# a::b: x=1\n# a::b: duration=1.500000s\nok 1 a::b\n\
+             # a::c: FAIL: bad thing\n# a::c: duration=1.500000s\nnot ok 2 a::c\n\
+             # a::d: duration=1.500000s\nok 3 a::d # SKIP CPU lacks PKU\n\
+             # a::e: duration=1.500000s\nnot ok 4 a::e # TIMEOUT after 2s\n# pkeys-suite: done pass=1\n"
         );
     }
 }

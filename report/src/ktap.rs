@@ -71,6 +71,16 @@ pub fn parse(text: &str) -> ParsedStream {
                     .find_map(|d| d.strip_prefix(&fail_prefix))
                     .map(|m| m.trim().to_owned());
             }
+            let duration_prefix = format!("{}: duration=", case.id);
+            pending.retain(|d| match d.strip_prefix(&duration_prefix) {
+                Some(value) => {
+                    if case.duration_us.is_none() {
+                        case.duration_us = parse_seconds_us(value);
+                    }
+                    false
+                }
+                None => true,
+            });
             case.diagnostics = std::mem::take(&mut pending);
             out.cases.push(case);
         }
@@ -79,6 +89,12 @@ pub fn parse(text: &str) -> ParsedStream {
     out.trailing_diagnostics = pending;
     out.complete = out.done && out.plan == Some(out.cases.len());
     out
+}
+
+/// `1.234567s` as microseconds; `None` for anything else (negative, not finite, absurd).
+fn parse_seconds_us(value: &str) -> Option<u64> {
+    let secs: f64 = value.trim().strip_suffix('s')?.parse().ok()?;
+    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| (secs * 1e6).round() as u64)
 }
 
 /// Parses a plan line `1..N`.
@@ -149,6 +165,7 @@ fn parse_result_line(line: &str) -> Option<CaseResult> {
         reason,
         diagnostics: Vec::new(),
         expectation: None,
+        duration_us: None,
     })
 }
 
@@ -224,6 +241,15 @@ pub fn write_stream(out: &mut String, meta: &BTreeMap<String, String>, cases: &[
     for (i, case) in cases.iter().enumerate() {
         for d in &case.diagnostics {
             let _ = writeln!(out, "# {}", one_line(d));
+        }
+        if let Some(us) = case.duration_us {
+            let _ = writeln!(
+                out,
+                "# {}: duration={}.{:06}s",
+                case.id,
+                us / 1_000_000,
+                us % 1_000_000
+            );
         }
         if let Some(exp) = &case.expectation {
             let _ = writeln!(
@@ -331,6 +357,23 @@ not ok 7 x::w # XPASS reason\n\
         write_stream(&mut out, &p.meta, &p.cases);
         let q = parse(&out);
         assert_eq!(p.cases, q.cases);
+    }
+
+    #[test]
+    fn durations_are_taken_out_of_the_diagnostics() {
+        let text = "KTAP version 1\n1..3\n# a: x=1\n# a: duration=0.012345s\nok 1 a\n\
+                    # b: duration=-1s\n# b: duration=NaNs\nok 2 b\n# zz: duration=2s\nok 3 c\n";
+        let p = parse(text);
+        assert_eq!(p.cases[0].duration_us, Some(12_345));
+        assert_eq!(p.cases[0].diagnostics, ["a: x=1"]);
+        // Nonsense values are dropped, and a line naming another case stays a diagnostic.
+        assert_eq!(p.cases[1].duration_us, None);
+        assert!(p.cases[1].diagnostics.is_empty());
+        assert_eq!(p.cases[2].duration_us, None);
+        assert_eq!(p.cases[2].diagnostics, ["zz: duration=2s"]);
+        let mut out = String::new();
+        write_stream(&mut out, &p.meta, &p.cases);
+        assert_eq!(parse(&out).cases, p.cases);
     }
 
     #[test]

@@ -138,6 +138,10 @@ pub struct CaseResult {
     /// Set by [`crate::classify`] when an expectation changed or confirmed the verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expectation: Option<AppliedExpectation>,
+    /// How long the case ran in the guest, in microseconds (from its `duration=` line; absent
+    /// for pseudo-cases and streams from suites that did not write one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
 }
 
 impl CaseResult {
@@ -149,7 +153,13 @@ impl CaseResult {
             reason: None,
             diagnostics: Vec::new(),
             expectation: None,
+            duration_us: None,
         }
+    }
+
+    /// The duration in seconds, when known.
+    pub fn duration_s(&self) -> Option<f64> {
+        self.duration_us.map(|us| us as f64 / 1e6)
     }
 
     /// Whether this is a pseudo-case added for a guest-level problem.

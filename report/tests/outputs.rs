@@ -93,14 +93,59 @@ fn junit_parses_back_with_the_right_counts() {
     let s = &report.test_suites[0];
     assert_eq!(s.name.as_str(), "6.12-max");
     assert_eq!(s.test_cases.len(), 8);
-    // 6.12: exhaust XFAIL (success), TIMEOUT (error), SKIP (skipped)
+    // 6.12: exhaust XFAIL and a SKIP (both skipped, told apart by pytest's types), TIMEOUT
+    // (error).
     assert_eq!((s.failures, s.errors), (0, 1));
-    let skipped = s
+    let skipped: Vec<_> = s
         .test_cases
         .iter()
-        .filter(|c| matches!(c.status, TestCaseStatus::Skipped { .. }))
-        .count();
-    assert_eq!(skipped, 1);
+        .filter_map(|c| match &c.status {
+            TestCaseStatus::Skipped { ty, message, .. } => Some((
+                c.name.as_str(),
+                ty.as_ref().map(|t| t.as_str().to_owned()),
+                message.as_ref().map(|m| m.as_str().to_owned()),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    let xfail = skipped
+        .iter()
+        .find(|(name, ..)| *name == "alloc::exhaust")
+        .unwrap();
+    assert_eq!(xfail.1.as_deref(), Some("pytest.xfail"));
+    let msg = xfail.2.as_deref().unwrap();
+    assert!(
+        msg.starts_with(
+            "expected FAIL on this kernel: execute-only key <taken> & counted; reported: "
+        ),
+        "{msg}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|(_, ty, _)| ty.as_deref() == Some("pytest.skip"))
+    );
+    // The fixing commit travels in the message (5.10's handler case).
+    let s510 = &report.test_suites[1];
+    let handler = s510
+        .test_cases
+        .iter()
+        .find(|c| c.name.as_str() == "signals::handler_with_pkey0_disabled")
+        .unwrap();
+    match &handler.status {
+        TestCaseStatus::Skipped { ty, message, .. } => {
+            assert_eq!(ty.as_ref().unwrap().as_str(), "pytest.xfail");
+            assert!(
+                message
+                    .as_ref()
+                    .unwrap()
+                    .as_str()
+                    .contains("(fix: 70044df250d0)")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let timeout = s
         .test_cases
         .iter()
@@ -126,16 +171,32 @@ fn junit_counts_failures_and_xpass() {
     let mut fail = CaseResult::new("a::fail", Verdict::Fail);
     fail.reason = Some("expected <1> & got \"2\"".into());
     fail.diagnostics = vec!["a::fail: \u{1b}[31mred\u{1b}[0m".into()];
-    run.cases = vec![
-        fail,
-        CaseResult::new("a::xpass", Verdict::XPass),
-        CaseResult::new("a::ok", Verdict::Pass),
-    ];
+    let mut ok = CaseResult::new("a::ok", Verdict::Pass);
+    ok.duration_us = Some(1_250_000);
+    run.cases = vec![fail, CaseResult::new("a::xpass", Verdict::XPass), ok];
     let xml = junit(&Results::new(vec![run])).unwrap();
     let report = Report::deserialize_from_str(&xml).unwrap();
     assert_eq!(report.tests, 3);
     assert_eq!(report.failures, 2);
     assert_eq!(report.errors, 0);
+    let cases = &report.test_suites[0].test_cases;
+    assert_eq!(cases[2].time, Some(std::time::Duration::from_millis(1250)));
+    assert_eq!(
+        cases[0].time, None,
+        "no duration reported, no time invented"
+    );
+    match &cases[1].status {
+        TestCaseStatus::NonSuccess { message, .. } => {
+            assert!(
+                message
+                    .as_ref()
+                    .unwrap()
+                    .as_str()
+                    .starts_with("[XPASS(strict)]")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -171,7 +232,9 @@ fn markdown_has_matrix_counts_and_details() {
 #[test]
 fn merged_ktap_nests_each_run() {
     let text = merged_ktap(&sample());
-    assert!(text.starts_with("KTAP version 1\n1..2\n# Subtest: 6.12-max\n    KTAP version 1\n"));
+    assert!(
+        text.starts_with("KTAP version 1\n1..2\n    KTAP version 1\n    # Subtest: 6.12-max\n")
+    );
     assert!(text.contains("\nnot ok 1 6.12-max\n"));
     assert!(text.contains("\nnot ok 2 5.10-max\n"));
     assert!(text.contains("    ok 3 alloc::exhaust # XFAIL"));

@@ -6,11 +6,28 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 
 use super::expectation_note;
 use crate::error::{ReportError, Result};
-use crate::model::{Results, Verdict};
+use crate::model::{AppliedExpectation, Results, Verdict};
 
-/// Renders the JUnit XML report. FAIL and XPASS are `<failure>`, TIMEOUT and ERROR are
-/// `<error>`, SKIP is `<skipped>` with its reason; PASS and XFAIL succeed (an XFAIL's
-/// reason and fix go to its `system-out`).
+/// An expected failure's message: what the kernel does, why, and the commit that changed it.
+fn xfail_message(e: &AppliedExpectation, reported: &str) -> String {
+    let fix = e
+        .fix
+        .as_deref()
+        .map(|f| format!(" (fix: {f})"))
+        .unwrap_or_default();
+    format!(
+        "expected {} on this kernel: {}{fix}; reported: {reported}",
+        e.expected, e.reason
+    )
+}
+
+/// Renders the JUnit XML report, following pytest's junitxml convention for the verdicts
+/// JUnit has no word for: FAIL and XPASS are `<failure>` (an XPASS's message starts
+/// `[XPASS(strict)]`, as pytest's strict xfail writes it), TIMEOUT and ERROR are `<error>`,
+/// SKIP is `<skipped type="pytest.skip">` with its reason, and XFAIL is
+/// `<skipped type="pytest.xfail">` whose message carries the expectation's reason and fixing
+/// commit, so a dashboard shows a known kernel failure as not run rather than green. Each
+/// `<testcase>` has the case's `time` when the guest reported its duration.
 pub fn junit(results: &Results) -> Result<String> {
     let mut report = Report::new("pkeys-conformance");
     for run in &results.runs {
@@ -49,10 +66,23 @@ pub fn junit(results: &Results) -> Result<String> {
                 text.push_str(note);
             }
             let status = match case.verdict {
-                Verdict::Pass | Verdict::XFail => TestCaseStatus::success(),
+                Verdict::Pass => TestCaseStatus::success(),
                 Verdict::Skip => {
                     let mut s = TestCaseStatus::skipped();
+                    s.set_type("pytest.skip");
                     s.set_message(message.as_str());
+                    s
+                }
+                Verdict::XFail => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_type("pytest.xfail");
+                    s.set_message(match &case.expectation {
+                        Some(e) => xfail_message(e, &message),
+                        None => format!("expected failure: {message}"),
+                    });
+                    if !text.is_empty() {
+                        s.set_description(text.as_str());
+                    }
                     s
                 }
                 v => {
@@ -63,7 +93,11 @@ pub fn junit(results: &Results) -> Result<String> {
                     };
                     let mut s = TestCaseStatus::non_success(kind);
                     s.set_type(v.as_str());
-                    s.set_message(format!("{v}: {message}"));
+                    s.set_message(if v == Verdict::XPass {
+                        format!("[XPASS(strict)] {message}")
+                    } else {
+                        format!("{v}: {message}")
+                    });
                     if !text.is_empty() {
                         s.set_description(text.as_str());
                     }
@@ -72,15 +106,11 @@ pub fn junit(results: &Results) -> Result<String> {
             };
             let mut tc = TestCase::new(case.id.as_str(), status);
             tc.set_classname(run.name.as_str());
-            if matches!(case.verdict, Verdict::Pass | Verdict::XFail | Verdict::Skip)
-                && !text.is_empty()
-            {
-                let out = if case.verdict == Verdict::XFail {
-                    format!("XFAIL: {message}\n{text}")
-                } else {
-                    text
-                };
-                tc.set_system_out(out);
+            if let Some(s) = case.duration_s() {
+                tc.set_time(Duration::from_secs_f64(s));
+            }
+            if matches!(case.verdict, Verdict::Pass | Verdict::Skip) && !text.is_empty() {
+                tc.set_system_out(text);
             }
             suite.add_test_case(tc);
         }

@@ -7,7 +7,9 @@ use crate::model::Results;
 
 /// Renders the merged KTAP: a top-level plan over the runs; each run's cases as a nested
 /// (4-space indented) KTAP stream followed by `ok N <run>` (or `not ok` when the run has a
-/// FAIL, XPASS, TIMEOUT or ERROR).
+/// FAIL, XPASS, TIMEOUT or ERROR). Each nested stream opens as KUnit's do, and as the
+/// kernel's `kunit.py parse` requires: `KTAP version 1`, then `# Subtest: <run>`, both
+/// indented, then the header and plan.
 pub fn merged_ktap(results: &Results) -> String {
     let mut out = String::from("KTAP version 1\n");
     let _ = writeln!(out, "1..{}", results.runs.len());
@@ -23,8 +25,12 @@ pub fn merged_ktap(results: &Results) -> String {
         }
         let mut inner = String::new();
         write_stream(&mut inner, &meta, &run.cases);
-        let _ = writeln!(out, "# Subtest: {}", run.name);
-        for line in inner.lines() {
+        let mut lines = inner.lines();
+        if let Some(version) = lines.next() {
+            let _ = writeln!(out, "    {version}");
+        }
+        let _ = writeln!(out, "    # Subtest: {}", run.name);
+        for line in lines {
             let _ = writeln!(out, "    {line}");
         }
         let _ = writeln!(
