@@ -464,14 +464,11 @@ pub fn counts_line(run: &GuestRun) -> String {
         .join(" ")
 }
 
-/// The one-line summary of a run: verdict, counts, timings, attempts.
+/// The one-line summary of a run: its classified verdict ([`pkeys_report::run_verdict`]: an
+/// expected failure is neither a FAIL nor a pass), counts, timings, attempts. Classify first;
+/// an unclassified run shows the guest's raw verdicts.
 pub fn summary_line(run: &GuestRun) -> String {
-    let verdict = match &run.status {
-        RunStatus::Error { message, .. } => format!("ERROR ({message})"),
-        RunStatus::Completed if !run.complete => "ERROR (incomplete result stream)".to_owned(),
-        RunStatus::Completed if run.has_problems() => "FAIL".to_owned(),
-        RunStatus::Completed => "PASS".to_owned(),
-    };
+    let verdict = pkeys_report::run_verdict(run);
     let secs = |v: Option<f64>| v.map_or("-".to_owned(), |s| format!("{s:.1} s"));
     let mut line = format!(
         "{}: {verdict}: {} | boot→first line {}, suite {}, total {}",

@@ -83,12 +83,21 @@ fn boot(spec: &GuestSpec, base: &[u8], qemu: &Path, out: &Path) -> (GuestRun, Du
     let t = Instant::now();
     let run = guest::run(spec, &env, &|_, _| {}).expect("guest::run");
     let took = t.elapsed();
-    println!(
-        "    {} (detected after {:.1} s)",
-        guest::summary_line(&run),
-        took.as_secs_f64()
-    );
+    // Quiet while the test passes: many of these guests fail on purpose, and their raw FAIL or
+    // ERROR lines would read as failures. A failing test shows them (see `guest_trial`).
+    BOOTED.with(|b| {
+        b.borrow_mut().push(format!(
+            "{} (detected after {:.1} s)",
+            guest::summary_line(&run),
+            took.as_secs_f64()
+        ))
+    });
     (run, took)
+}
+
+thread_local! {
+    /// Summary lines of the guests the current test booted.
+    static BOOTED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn message(run: &GuestRun) -> String {
@@ -132,13 +141,20 @@ fn minimal_trial() -> Trial {
     guest_trial(name, minimal_config_kernel)
 }
 
-/// Wraps a guest test: ignored (with the reason) when the prerequisites are missing.
+/// Wraps a guest test: ignored (with the reason) when the prerequisites are missing; on failure
+/// the message ends with the summary line of every guest the test booted.
 fn guest_trial(name: &str, f: fn(&Prereqs, &Path) -> Result<(), Failed>) -> Trial {
     Trial::ignorable_test(name, move || match prereqs() {
         Err(reason) => Ok(Completion::ignored_with(reason)),
         Ok(p) => {
             let out = tempfile::tempdir().map_err(|e| e.to_string())?;
-            f(p, out.path()).map(|()| Completion::Completed)
+            BOOTED.with(|b| b.borrow_mut().clear());
+            let result = f(p, out.path());
+            let booted = BOOTED.with(|b| b.take());
+            result.map(|()| Completion::Completed).map_err(|e| {
+                let msg = e.message().unwrap_or("failed").to_owned();
+                format!("{msg}\nguests booted:\n  {}", booted.join("\n  ")).into()
+            })
         }
     })
 }
@@ -572,6 +588,225 @@ fn panic_after_start(p: &Prereqs, out: &Path) -> Result<(), Failed> {
     check(kept, format!("streamed result kept: {:?}", run.cases))
 }
 
+/// The kernel's own KTAP parser, from a cached `linux-source` tree.
+fn kunit_py() -> Result<PathBuf, String> {
+    let src = pkeys_qemu::paths::cache_root().join("src");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&src)
+        .map_err(|e| format!("no linux-source tree in {}: {e}", src.display()))?
+        .flatten()
+        .map(|e| e.path().join("tools/testing/kunit/kunit.py"))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| {
+        format!(
+            "no tools/testing/kunit/kunit.py under {} (bash ci/minimal-kernel.sh fetches linux-source)",
+            src.display()
+        )
+    })
+}
+
+/// `kunit.py parse --json` over a KTAP file: `(group, PASS, FAIL, SKIP)` for every group that
+/// holds test cases (the top level for a guest stream, one per run for `results.ktap`).
+fn kunit_counts(kunit: &Path, ktap: &Path) -> Result<Vec<(String, usize, usize, usize)>, Failed> {
+    let json = ktap.with_extension("kunit.json");
+    let out = std::process::Command::new("python3")
+        .arg(kunit)
+        .arg("parse")
+        .arg(format!("--json={}", json.display()))
+        .arg(ktap)
+        .output()
+        .map_err(|e| format!("python3 {}: {e}", kunit.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    check(
+        !stderr.contains("Traceback") && json.is_file(),
+        format!("kunit.py parse {} failed: {stderr}", ktap.display()),
+    )?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    fn walk(v: &serde_json::Value, out: &mut Vec<(String, usize, usize, usize)>) {
+        let cases = v["test_cases"].as_array().cloned().unwrap_or_default();
+        if !cases.is_empty() {
+            let n = |s: &str| cases.iter().filter(|c| c["status"] == s).count();
+            let name = v["name"].as_str().unwrap_or("").to_owned();
+            out.push((
+                name,
+                n("PASS"),
+                cases.len() - n("PASS") - n("SKIP"),
+                n("SKIP"),
+            ));
+        }
+        for g in v["sub_groups"].as_array().into_iter().flatten() {
+            walk(g, out);
+        }
+    }
+    let mut groups = Vec::new();
+    walk(&v, &mut groups);
+    Ok(groups)
+}
+
+/// What a KTAP reader that knows only ok, not ok and SKIP should count for a run: `ok` without
+/// SKIP is PASS or XFAIL, `not ok` is FAIL, XPASS, TIMEOUT or ERROR.
+fn ktap_reader_counts(run: &GuestRun) -> (usize, usize, usize) {
+    let t = pkeys_report::Tally::of_run(run);
+    (t.pass + t.xfail, t.problems(), t.skip)
+}
+
+/// A Python with `junitparser` (`.cache/venv`, which `.ci/run` installs from PyPI).
+fn junitparser_python() -> Result<PathBuf, String> {
+    let py = pkeys_qemu::paths::cache_root().join("venv/bin/python");
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import junitparser"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Ok(py)
+    } else {
+        Err(format!(
+            "no Python with junitparser at {} (python3 -m venv .cache/venv && .cache/venv/bin/pip install junitparser)",
+            py.display()
+        ))
+    }
+}
+
+const JUNIT_COUNTS_PY: &str = r#"
+import json, sys
+from junitparser import JUnitXml, Skipped, Failure, Error
+out = {}
+for suite in JUnitXml.fromfile(sys.argv[1]):
+    c = {"tests": 0, "passed": 0, "failure": 0, "error": 0, "skip": 0, "xfail": 0, "timed": 0}
+    for case in suite:
+        c["tests"] += 1
+        if case.time is not None:
+            c["timed"] += 1
+        kinds = case.result
+        if not kinds:
+            c["passed"] += 1
+        for r in kinds:
+            if isinstance(r, Skipped):
+                c["xfail" if r.type == "pytest.xfail" else "skip"] += 1
+            elif isinstance(r, Failure):
+                c["failure"] += 1
+            elif isinstance(r, Error):
+                c["error"] += 1
+    out[suite.name] = c
+print(json.dumps(out))
+"#;
+
+/// `results.ktap` and every guest `.ktap` of real runs read by the kernel's `kunit.py parse`,
+/// and `junit.xml` by `junitparser`, with counts equal to the project's. Two guests: a normal
+/// 6.12 run and the fault injections (every verdict), classified with `ci/expectations.toml`
+/// plus two entries that make one injected FAIL an XFAIL and one PASS an XPASS.
+fn outputs_read_by_real_clients(p: &Prereqs, out: &Path) -> Result<(), Failed> {
+    let kunit = kunit_py();
+    let junit_py = junitparser_python();
+    if let (Err(a), Err(b)) = (&kunit, &junit_py) {
+        println!("    nothing to check with: {a}; {b}");
+        return Ok(());
+    }
+    let (normal, _) = boot(
+        &spec(p, "6.12-max", "", &[], 120, BOOT_LIMIT),
+        &p.base,
+        &p.qemu,
+        out,
+    );
+    let (injected, _) = boot(
+        &spec(p, "selftest", "", &["--selftest"], 120, BOOT_LIMIT),
+        &p.base,
+        &p.qemu,
+        out,
+    );
+    check(
+        normal.complete && injected.complete,
+        "both streams complete",
+    )?;
+    let extra = "[[expect]]\ncase = \"selftest::abort\"\nverdict = \"fail\"\nreason = \"injected\"\nfix = \"0123456789ab\"\n\
+                 [[expect]]\ncase = \"selftest::after_hang\"\nverdict = \"fail\"\nreason = \"stale on purpose\"\n";
+    let base = std::fs::read_to_string(pkeys_qemu::paths::default_expectations())
+        .map_err(|e| e.to_string())?;
+    let expectations =
+        pkeys_report::Expectations::parse(&format!("{extra}{base}"), Path::new("test.toml"))
+            .map_err(|e| e.to_string())?;
+    let mut results = pkeys_report::Results::new(vec![normal.clone(), injected.clone()]);
+    pkeys_report::classify_all(&mut results, &expectations);
+    let t = pkeys_report::Tally::of_run(&results.runs[1]);
+    check(
+        t.xfail >= 1 && t.xpass == 1 && t.fail > 0 && t.timeout > 0 && t.error > 0,
+        format!("the injected run has every verdict: {t:?}"),
+    )?;
+    let report = out.join("report");
+    pkeys_report::write_all(&results, &report).map_err(|e| e.to_string())?;
+    match &kunit {
+        Err(why) => println!("    kunit.py not checked: {why}"),
+        Ok(kunit) => {
+            for raw in [&normal, &injected] {
+                let groups = kunit_counts(kunit, &out.join(format!("{}.ktap", raw.name)))?;
+                let (pass, fail, skip) = ktap_reader_counts(raw);
+                check(
+                    groups.len() == 1
+                        && (groups[0].1, groups[0].2, groups[0].3) == (pass, fail, skip),
+                    format!(
+                        "{}.ktap: kunit.py {groups:?}, project pass+xfail/problems/skip {pass}/{fail}/{skip}",
+                        raw.name
+                    ),
+                )?;
+            }
+            let groups = kunit_counts(kunit, &report.join("results.ktap"))?;
+            let want: Vec<_> = results
+                .runs
+                .iter()
+                .map(|r| {
+                    let (a, b, c) = ktap_reader_counts(r);
+                    (r.name.clone(), a, b, c)
+                })
+                .collect();
+            check(
+                groups == want,
+                format!("results.ktap: kunit.py {groups:?}, project {want:?}"),
+            )?;
+            println!("    kunit.py parse results.ktap: {groups:?}");
+        }
+    }
+    match &junit_py {
+        Err(why) => println!("    junitparser not checked: {why}"),
+        Ok(py) => {
+            let o = std::process::Command::new(py)
+                .args(["-c", JUNIT_COUNTS_PY])
+                .arg(report.join("junit.xml"))
+                .output()
+                .map_err(|e| e.to_string())?;
+            check(
+                o.status.success(),
+                format!("junitparser: {}", String::from_utf8_lossy(&o.stderr)),
+            )?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&o.stdout).map_err(|e| e.to_string())?;
+            for run in &results.runs {
+                let t = pkeys_report::Tally::of_run(run);
+                let timed = run.cases.iter().filter(|c| c.duration_us.is_some()).count();
+                let got = &v[run.name.as_str()];
+                let want = serde_json::json!({
+                    "tests": run.cases.len(), "passed": t.pass, "failure": t.fail + t.xpass,
+                    "error": t.timeout + t.error, "skip": t.skip, "xfail": t.xfail, "timed": timed,
+                });
+                check(
+                    *got == want,
+                    format!(
+                        "junit.xml {}: junitparser {got}, results.json {want}",
+                        run.name
+                    ),
+                )?;
+            }
+            println!(
+                "    junitparser junit.xml: {}",
+                String::from_utf8_lossy(&o.stdout).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
@@ -590,6 +825,10 @@ fn main() {
         guest_trial("real_guest::unprivileged_user", unprivileged_user),
         guest_trial("real_guest::every_key_is_used", every_key_is_used),
         guest_trial("real_guest::kvm_probe_and_fallback", kvm_probe_and_fallback),
+        guest_trial(
+            "real_guest::outputs_read_by_real_clients",
+            outputs_read_by_real_clients,
+        ),
         minimal_trial(),
     ];
     libtest_mimic::run(&args, trials).exit();

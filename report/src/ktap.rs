@@ -112,7 +112,9 @@ fn parse_result(line: &str) -> Option<CaseResult> {
     parse_result_line(line)
 }
 
-fn parse_result_line(line: &str) -> Option<CaseResult> {
+/// Parses one result line, `ok N id [# DIRECTIVE reason]` or `not ok N id [# ...]`; `None` for
+/// anything else.
+pub fn parse_result_line(line: &str) -> Option<CaseResult> {
     let (ok, rest) = if let Some(rest) = line.strip_prefix("not ok ") {
         (false, rest)
     } else if let Some(rest) = line.strip_prefix("ok ") {

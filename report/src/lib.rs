@@ -16,6 +16,7 @@ pub mod error;
 pub mod expectations;
 mod fsutil;
 pub mod glob;
+pub mod headline;
 pub mod kernel_version;
 pub mod ktap;
 pub mod merge;
@@ -26,6 +27,7 @@ pub use classify::{classify, classify_all};
 pub use compare::{Comparison, compare};
 pub use error::{ReportError, Result};
 pub use expectations::{Expectation, Expectations};
+pub use headline::{Tally, problem_lines, run_verdict};
 pub use merge::merge;
 pub use model::{
     AppliedExpectation, CaseResult, GuestRun, HostCpuInfo, KernelInfo, Results, RunStatus, Timings,
