@@ -12,6 +12,7 @@
 pub mod classify;
 pub mod compare;
 pub mod console;
+pub mod digest;
 pub mod error;
 pub mod expectations;
 mod fsutil;

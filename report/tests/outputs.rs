@@ -491,3 +491,32 @@ fn cli_render_merge_compare() {
         "{stderr}"
     );
 }
+
+#[test]
+fn reports_open_with_the_verdict_differences_and_expected_failures() {
+    let r = sample();
+    let md = markdown(&r);
+    let at = |needle: &str| {
+        md.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing:\n{md}"))
+    };
+    assert!(md.contains("**FAIL** — 2 runs"));
+    assert!(at("## Problems") < at("## Differences between runs"));
+    assert!(at("## Differences between runs") < at("## Expected failures"));
+    assert!(at("## Expected failures") < at("## Runs"));
+    assert!(at("## Runs") < at("## Matrix"));
+    assert!(md.contains("- 6.12-max: TIMEOUT ptrace::poke_pkru_xstate_bv: after 10s"));
+    // The 5.10 handler case is XFAIL there and PASS on 6.12: one grouped row.
+    assert!(
+        md.contains(
+            "| `signals::handler_with_pkey0_disabled` | **PASS**: 6.12-max<br>**XFAIL**: 5.10-max |"
+        ),
+        "{md}"
+    );
+    let page = html(&r);
+    let banner = page.find("class=\"banner badbg\"").unwrap();
+    assert!(banner < page.find("<h2>Differences between runs</h2>").unwrap());
+    assert!(
+        page.find("<h2>Expected failures</h2>").unwrap() < page.find("<h2>Matrix</h2>").unwrap()
+    );
+}

@@ -3,7 +3,111 @@
 use std::fmt::Write;
 
 use super::{counts_line, expectation_note, kernel_label, run_status, secs};
+use crate::digest::{Digest, run_list};
+use crate::headline::problem_lines;
 use crate::model::{CaseResult, GuestRun, Results, RunStatus, Verdict};
+
+/// The sections a kernel developer reads first (see `markdown::first_screen`).
+fn first_screen(out: &mut String, results: &Results, d: &Digest) {
+    let problems: Vec<String> = results
+        .runs
+        .iter()
+        .flat_map(|r| {
+            problem_lines(r)
+                .into_iter()
+                .map(move |l| format!("{}: {l}", r.name))
+        })
+        .collect();
+    if !problems.is_empty() {
+        out.push_str("<h2>Problems</h2>\n<ul>\n");
+        for p in &problems {
+            let _ = writeln!(out, "<li class=\"bad\">{}</li>", esc(p));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("<h2>Differences between runs</h2>\n");
+    if d.differences.is_empty() {
+        out.push_str(
+            "<p>Every case that ran has the same verdict in every run (SKIP aside).</p>\n",
+        );
+    } else {
+        out.push_str(
+            "<p>Cases whose verdict is not the same in every run where they ran (SKIP is not \
+             counted).</p>\n<table class=\"digest\"><thead><tr><th>case</th><th>verdict</th>\
+             <th>runs</th></tr></thead><tbody>\n",
+        );
+        for diff in &d.differences {
+            let n = diff.by_verdict.len();
+            for (i, (v, runs)) in diff.by_verdict.iter().enumerate() {
+                out.push_str("<tr>");
+                if i == 0 {
+                    let _ = write!(
+                        out,
+                        "<th class=\"case\" rowspan=\"{n}\">{}</th>",
+                        esc(&diff.id)
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "<td class=\"v {v}\">{v}</td><td>{}</td></tr>",
+                    esc(&run_list(runs, 8))
+                );
+            }
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    if !d.expected.is_empty() {
+        out.push_str(
+            "<h2>Expected failures</h2>\n<table class=\"digest\"><thead><tr><th>case</th>\
+             <th>reported</th><th>reason</th><th>fix</th><th>runs</th></tr></thead><tbody>\n",
+        );
+        for e in &d.expected {
+            let _ = writeln!(
+                out,
+                "<tr><th class=\"case\">{}</th><td class=\"v XFAIL\">{}</td><td>{}</td>\
+                 <td><code>{}</code></td><td>{}</td></tr>",
+                esc(&e.id),
+                e.reported,
+                esc(&e.reason),
+                esc(e.fix.as_deref().unwrap_or("-")),
+                esc(&run_list(&e.runs, 8))
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    if !d.slowest.is_empty() {
+        out.push_str(
+            "<h2>Slowest cases</h2>\n<table class=\"digest\"><thead><tr><th>case</th>\
+             <th>slowest run</th><th>s</th><th>median s (all runs)</th></tr></thead><tbody>\n",
+        );
+        for s in &d.slowest {
+            let _ = writeln!(
+                out,
+                "<tr><th class=\"case\">{}</th><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+                esc(&s.id),
+                esc(&s.run),
+                s.secs,
+                s.median_secs
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    if !d.skips.is_empty() {
+        out.push_str(
+            "<h2>Skips by reason</h2>\n<table class=\"digest\"><thead><tr><th>reason</th>\
+             <th>cases × runs</th><th>runs</th></tr></thead><tbody>\n",
+        );
+        for (reason, n, runs) in &d.skips {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{n}</td><td>{}</td></tr>",
+                esc(reason),
+                esc(&run_list(runs, 8))
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+}
 
 const CSS: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5em;color:#222}
@@ -25,6 +129,10 @@ pre{background:#f6f6f6;padding:.4em;overflow-x:auto;white-space:pre-wrap;margin:
 .note{font-style:italic}
 .badge{display:inline-block;padding:0 .4em;margin-right:.3em;border-radius:3px}
 .ok{color:#1a7f1a;font-weight:bold}.bad{color:#b00;font-weight:bold}
+.banner{font-size:1.3em;padding:.4em .7em;border-radius:4px;margin:.3em 0}
+.okbg{background:#cdeccd}.badbg{background:#f4b4b4}
+.small{font-size:.85em;color:#555;margin-top:0}
+table.digest td{max-width:60em}
 ";
 
 /// Renders the HTML report.
@@ -37,24 +145,22 @@ pub fn html(results: &Results) -> String {
     );
     out.push_str(CSS);
     out.push_str("</style>\n</head>\n<body>\n<h1>pkeys conformance report</h1>\n");
-    let problems = results
-        .runs
-        .iter()
-        .flat_map(|r| &r.cases)
-        .filter(|c| c.verdict.is_problem())
-        .count();
+    let digest = Digest::of(results);
     let _ = writeln!(
         out,
-        "<p>{} runs, {} cases, pkeys-report {}. Overall: {}</p>",
+        "<p class=\"banner {cls}\"><b>{}</b> — {} runs, {} cases: {}.</p>\n<p class=\"small\">pkeys-report {}</p>",
+        digest.verdict(),
         results.runs.len(),
         ids.len(),
+        esc(&digest.tally.sentence()),
         esc(&results.tool_version),
-        if problems == 0 {
-            "<span class=\"ok\">PASS</span>".to_owned()
+        cls = if digest.tally.problems() == 0 {
+            "okbg"
         } else {
-            format!("<span class=\"bad\">FAIL</span> ({problems} FAIL/XPASS/TIMEOUT/ERROR)")
-        }
+            "badbg"
+        },
     );
+    first_screen(&mut out, results, &digest);
     runs_table(&mut out, results);
     matrix(&mut out, results, &ids);
     console_tails(&mut out, results);

@@ -3,31 +3,122 @@
 use std::fmt::Write;
 
 use super::{counts_line, expectation_note, kernel_label, run_status, secs};
-use crate::model::{Results, RunStatus, Verdict};
+use crate::digest::{Digest, run_list};
+use crate::headline::problem_lines;
+use crate::model::{Results, RunStatus};
+
+/// The sections a kernel developer reads first: problems, what differs between runs, expected
+/// failures by case, the slowest cases, skips by reason.
+fn first_screen(out: &mut String, results: &Results, d: &Digest) {
+    let problems: Vec<String> = results
+        .runs
+        .iter()
+        .flat_map(|r| {
+            problem_lines(r)
+                .into_iter()
+                .map(move |l| format!("{}: {l}", r.name))
+        })
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(out, "## Problems\n");
+        for p in &problems {
+            let _ = writeln!(out, "- {}", cell(p));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "## Differences between runs\n");
+    if d.differences.is_empty() {
+        let _ = writeln!(
+            out,
+            "Every case that ran has the same verdict in every run (SKIP aside).\n"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Cases whose verdict is not the same in every run where they ran (SKIP is not \
+             counted: see the skips below).\n"
+        );
+        let _ = writeln!(out, "| case | verdict → runs |\n|---|---|");
+        for diff in &d.differences {
+            let parts: Vec<String> = diff
+                .by_verdict
+                .iter()
+                .map(|(v, runs)| format!("**{v}**: {}", cell(&run_list(runs, 6))))
+                .collect();
+            let _ = writeln!(out, "| `{}` | {} |", diff.id, parts.join("<br>"));
+        }
+        out.push('\n');
+    }
+    if !d.expected.is_empty() {
+        let _ = writeln!(out, "## Expected failures\n");
+        let _ = writeln!(
+            out,
+            "| case | reported | reason | fix | runs |\n|---|---|---|---|---|"
+        );
+        for e in &d.expected {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} |",
+                e.id,
+                e.reported,
+                cell(&e.reason),
+                e.fix
+                    .as_deref()
+                    .map_or("-".to_owned(), |f| format!("`{}`", cell(f))),
+                cell(&run_list(&e.runs, 6)),
+            );
+        }
+        out.push('\n');
+    }
+    if !d.slowest.is_empty() {
+        let _ = writeln!(out, "## Slowest cases\n");
+        let _ = writeln!(
+            out,
+            "| case | slowest run | s | median s (all runs) |\n|---|---|---|---|"
+        );
+        for s in &d.slowest {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {:.3} | {:.3} |",
+                s.id,
+                cell(&s.run),
+                s.secs,
+                s.median_secs
+            );
+        }
+        out.push('\n');
+    }
+    if !d.skips.is_empty() {
+        let _ = writeln!(out, "## Skips by reason\n");
+        let _ = writeln!(out, "| reason | cases × runs | runs |\n|---|---|---|");
+        for (reason, n, runs) in &d.skips {
+            let _ = writeln!(
+                out,
+                "| {} | {n} | {} |",
+                cell(reason),
+                cell(&run_list(runs, 6))
+            );
+        }
+        out.push('\n');
+    }
+}
 
 /// Renders the Markdown report.
 pub fn markdown(results: &Results) -> String {
     let mut out = String::new();
     let ids = results.case_ids();
-    let problems: usize = results
-        .runs
-        .iter()
-        .flat_map(|r| &r.cases)
-        .filter(|c| c.verdict.is_problem())
-        .count();
+    let digest = Digest::of(results);
     let _ = writeln!(out, "# pkeys conformance report\n");
     let _ = writeln!(
         out,
-        "{} runs, {} cases, pkeys-report {}. Overall: **{}**.\n",
+        "**{}** — {} runs, {} cases: {}. pkeys-report {}.\n",
+        digest.verdict(),
         results.runs.len(),
         ids.len(),
+        digest.tally.sentence(),
         results.tool_version,
-        if problems == 0 {
-            "PASS".to_owned()
-        } else {
-            format!("FAIL ({problems} FAIL/XPASS/TIMEOUT/ERROR)")
-        }
     );
+    first_screen(&mut out, results, &digest);
 
     let _ = writeln!(out, "## Runs\n");
     let _ = writeln!(
@@ -90,7 +181,7 @@ pub fn markdown(results: &Results) -> String {
         .filter(|(_, c)| c.verdict.is_problem())
         .collect();
     if !details.is_empty() {
-        let _ = writeln!(out, "\n## Problems\n");
+        let _ = writeln!(out, "\n## Problem details\n");
         for (run, case) in details {
             let _ = writeln!(out, "### {} — `{}`: {}\n", run.name, case.id, case.verdict);
             if let Some(reason) = &case.reason {
@@ -106,58 +197,6 @@ pub fn markdown(results: &Results) -> String {
                     fence_safe(&case.diagnostics.join("\n"))
                 );
             }
-        }
-    }
-
-    let xfails: Vec<_> = results
-        .runs
-        .iter()
-        .flat_map(|r| r.cases.iter().map(move |c| (r, c)))
-        .filter(|(_, c)| c.verdict == Verdict::XFail)
-        .collect();
-    if !xfails.is_empty() {
-        let _ = writeln!(out, "\n## Expected failures\n");
-        let _ = writeln!(out, "| run | case | reported | reason | fix |");
-        let _ = writeln!(out, "|---|---|---|---|---|");
-        for (run, case) in xfails {
-            let (original, reason, fix) = match &case.expectation {
-                Some(e) => (e.original.to_string(), e.reason.clone(), e.fix.clone()),
-                None => (
-                    "XFAIL (suite)".to_owned(),
-                    case.reason.clone().unwrap_or_default(),
-                    None,
-                ),
-            };
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {} | {} | {} |",
-                cell(&run.name),
-                case.id,
-                original,
-                cell(&reason),
-                fix.as_deref().map_or("-".to_owned(), |f| format!("`{f}`")),
-            );
-        }
-    }
-
-    let skips: Vec<_> = results
-        .runs
-        .iter()
-        .flat_map(|r| r.cases.iter().map(move |c| (r, c)))
-        .filter(|(_, c)| c.verdict == Verdict::Skip)
-        .collect();
-    if !skips.is_empty() {
-        let _ = writeln!(out, "\n## Skips\n");
-        let _ = writeln!(out, "| run | case | reason |");
-        let _ = writeln!(out, "|---|---|---|");
-        for (run, case) in skips {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {} |",
-                cell(&run.name),
-                case.id,
-                cell(case.reason.as_deref().unwrap_or("-"))
-            );
         }
     }
 
