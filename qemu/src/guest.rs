@@ -87,6 +87,11 @@ pub enum Event {
         /// Seconds since qemu started.
         after_s: f64,
     },
+    /// The plan line `1..N` arrived.
+    Plan {
+        /// N.
+        cases: usize,
+    },
     /// A KTAP result line (`ok ...` / `not ok ...`).
     Result(String),
     /// The first boot failed before the suite started; booting again.
@@ -267,6 +272,9 @@ fn boot_once(
                         after_s: t.as_secs_f64(),
                     },
                 );
+            } else if let Some(cases) = line.strip_prefix("1..").and_then(|n| n.trim().parse().ok())
+            {
+                progress(&spec.name, Event::Plan { cases });
             } else if line.starts_with("ok ") || line.starts_with("not ok ") {
                 progress(&spec.name, Event::Result(line.clone()));
             } else if line.starts_with(END_MARKER) && done_at.is_none() {

@@ -26,6 +26,7 @@ pub mod initramfs;
 pub mod kbuild;
 pub mod kconfig_check;
 pub mod kernel;
+pub mod live;
 pub mod matrix;
 pub mod paths;
 pub mod qemu;

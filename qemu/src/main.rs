@@ -314,6 +314,7 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
             eprintln!("pkeys-qemu: {name}: suite started after {after_s:.1} s")
         }
         Event::Result(line) => eprintln!("  {}", live_line(&line, &provisional, &expectations)),
+        Event::Plan { .. } => {}
         Event::Retrying { reason } => {
             eprintln!(
                 "pkeys-qemu: {name}: failed before the suite started ({reason}); retrying once"

@@ -124,29 +124,6 @@ pub fn suite_binary(suite: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
-/// Prints a matrix progress line for a guest event (result lines are not printed).
-fn progress_line(name: &str, event: Event) {
-    match event {
-        Event::Booting { attempt } => {
-            let extra = if attempt > 1 {
-                format!(" (attempt {attempt})")
-            } else {
-                String::new()
-            };
-            eprintln!("pkeys-qemu: {name}: booting{extra}");
-        }
-        Event::Started { after_s } => {
-            eprintln!("pkeys-qemu: {name}: suite started after {after_s:.1} s")
-        }
-        Event::Retrying { reason } => {
-            eprintln!(
-                "pkeys-qemu: {name}: failed before the suite started ({reason}); retrying once"
-            )
-        }
-        Event::Result(_) => {}
-    }
-}
-
 /// Runs the matrix and writes the report; returns the classified results.
 pub fn run(opts: &MatrixOptions) -> Result<Results> {
     let started = Instant::now();
@@ -254,7 +231,8 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
         "pkeys-qemu: running {total} guest(s), {jobs} at a time; output in {}",
         opts.out.display()
     );
-    let progress = progress_line;
+    let reporter = crate::live::Reporter::for_stderr(total);
+    let progress = |name: &str, event: Event| reporter.event(name, event);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -322,10 +300,13 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                             pkeys_report::classify(&mut run, &expectations);
                             let mut n = finished.lock().unwrap_or_else(|e| e.into_inner());
                             *n += 1;
-                            eprintln!(
-                                "pkeys-qemu: [{:>2}/{total}] {}",
-                                *n,
-                                guest::summary_line(&run)
+                            reporter.finished(
+                                &run.name,
+                                format!(
+                                    "pkeys-qemu: [{:>2}/{total}] {}",
+                                    *n,
+                                    guest::summary_line(&run)
+                                ),
                             );
                             drop(n);
                             slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(run);
@@ -342,6 +323,7 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
             });
         }
     });
+    reporter.clear();
     if crate::cleanup::interrupted() {
         bail!("interrupted");
     }
