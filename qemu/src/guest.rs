@@ -489,5 +489,16 @@ pub fn summary_line(run: &GuestRun) -> String {
     if let Some(reason) = &run.retried {
         line.push_str(&format!(" | attempts={} (retried: {reason})", run.attempts));
     }
+    if run.meta.get("pku").is_some_and(|p| p == "0") {
+        line.push_str(&format!(
+            " | no PKU in this guest (CPU model {}{}): every case that needs keys was skipped",
+            run.cpu,
+            if run.append.split_whitespace().any(|w| w == "nopku") {
+                ", nopku on the command line"
+            } else {
+                ""
+            }
+        ));
+    }
     line
 }

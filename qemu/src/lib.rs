@@ -28,6 +28,7 @@ pub mod kconfig_check;
 pub mod kernel;
 pub mod live;
 pub mod matrix;
+pub mod outdir;
 pub mod paths;
 pub mod qemu;
 pub mod suite;

@@ -38,7 +38,7 @@ enum Command {
 
 #[derive(Debug, Clone, Args)]
 struct Common {
-    /// The kernels file.
+    /// The kernels file (default: ci/kernels.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// A prebuilt static pkeys-suite (default: build it with cargo).
@@ -76,7 +76,8 @@ struct RunArgs {
     /// Extra kernel command line (e.g. init_pkru=0x55555550).
     #[arg(long, default_value = "", value_name = "ARGS")]
     append: String,
-    /// Output folder (default: out/<name>).
+    /// Output folder (default: out/<name>). An earlier run's files in it are removed first; a
+    /// folder holding other files is refused.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Seconds the suite may run, counted from its first line (the boot has --boot-timeout).
@@ -108,7 +109,8 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct MatrixArgs {
-    /// Output folder.
+    /// Output folder (default: out/matrix). An earlier run's files in it are removed first; a
+    /// folder holding other files is refused.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Guests at once (default: the number of cores).
@@ -129,7 +131,7 @@ struct MatrixArgs {
 
 #[derive(Debug, Args)]
 struct FetchArgs {
-    /// The kernels file.
+    /// The kernels file (default: ci/kernels.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Update the Debian package lists even when they are fresh.
@@ -233,8 +235,15 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
         .out
         .clone()
         .unwrap_or_else(|| paths::workspace_root().join("out").join(&name));
+    pkeys_qemu::outdir::check(&out)?;
     let suite = matrix::suite_binary(a.common.suite.as_deref())?;
     let base = initramfs::base_image(&suite, &cache)?;
+    if let pkeys_qemu::outdir::Prepared::Cleared(n) = pkeys_qemu::outdir::prepare(&out)? {
+        say(&format!(
+            "removed {n} file(s) of an earlier run from {}",
+            out.display()
+        ));
+    }
     let env = Env {
         qemu: &qemu_bin,
         base_image: &base,
@@ -607,6 +616,12 @@ fn cmd_run_baseline(a: RunArgs) -> Result<u8> {
             .join("out")
             .join(format!("{name}-vs-baseline"))
     });
+    if let pkeys_qemu::outdir::Prepared::Cleared(n) = pkeys_qemu::outdir::prepare(&out)? {
+        say(&format!(
+            "removed {n} file(s) of an earlier run from {}",
+            out.display()
+        ));
+    }
     // Build both trees first: a patch that does not compile fails before anything boots.
     for spec in [&a.kernel, &baseline] {
         let path = std::path::Path::new(spec.as_str());
@@ -622,7 +637,16 @@ fn cmd_run_baseline(a: RunArgs) -> Result<u8> {
         one.baseline = None;
         one.no_build = true;
         one.kernel = spec.clone();
-        one.name = Some(name.clone());
+        // Each run is named after its own kernel (the baseline's files and lines must not carry
+        // the name of the kernel under test).
+        one.name = Some(if role == "baseline" {
+            match &a.name {
+                Some(n) => format!("{n}-baseline"),
+                None => format!("{}-{}", spec_short(&baseline), config::cpu_slug(&a.cpu)),
+            }
+        } else {
+            name.clone()
+        });
         one.out = Some(out.join(role));
         say(&format!("{role}: {spec}"));
         let code = cmd_run(one)?;
@@ -643,7 +667,12 @@ fn cmd_run_baseline(a: RunArgs) -> Result<u8> {
         }
         runs.push((code, results));
     }
-    let cmp = pkeys_report::compare(&runs[0].1, &runs[1].1);
+    // The two runs are compared with each other, whatever their names.
+    let mut before = runs[0].1.clone();
+    if let (Some(b), Some(a)) = (before.runs.first_mut(), runs[1].1.runs.first()) {
+        b.name = a.name.clone();
+    }
+    let cmp = pkeys_report::compare(&before, &runs[1].1);
     println!("verdict changes, {baseline} -> {}:", a.kernel);
     print!("{cmp}");
     let worse = cmp.is_worse();

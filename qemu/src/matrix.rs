@@ -130,6 +130,7 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
     let config = Config::load(&opts.config)?;
     let plans = select(config.guests(), &opts.only, opts.shard)?;
     let expectations = load_expectations(opts.expectations.as_deref())?;
+    crate::outdir::check(&opts.out)?;
     if let Some(suite) = &opts.suite {
         crate::suite::check_static(suite)?;
     }
@@ -174,8 +175,12 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
 
     let suite = suite_binary(opts.suite.as_deref())?;
     let base = crate::initramfs::base_image(&suite, &opts.cache)?;
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    if let crate::outdir::Prepared::Cleared(n) = crate::outdir::prepare(&opts.out)? {
+        eprintln!(
+            "pkeys-qemu: removed {n} file(s) of an earlier run from {}",
+            opts.out.display()
+        );
+    }
     let env = Env {
         qemu: &qemu,
         base_image: &base,

@@ -52,7 +52,8 @@ impl Fixture {
             .env("TMPDIR", self.p("tmp"))
             .env_remove("PKEYS_QEMU");
         if fake_qemu {
-            cmd.env("PKEYS_QEMU", self.p("fake-qemu"));
+            cmd.env("PKEYS_QEMU", self.p("fake-qemu"))
+                .env("FAKE_QEMU_STATE", self.dir.path());
         } else {
             cmd.env("PATH", self.p("empty-path"));
         }
@@ -180,6 +181,76 @@ fn fake_guest_end_to_end() {
         "{stderr}"
     );
     assert!(stderr.contains("last console lines"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("removed 7 file(s) of an earlier run from {out}")),
+        "a second run into the folder says it replaces the first: {stderr}"
+    );
+
+    // A folder holding a file the runner did not write is refused, untouched.
+    std::fs::write(Path::new(&out).join("notes.txt"), "mine").unwrap();
+    let (code, stderr) = f.run(
+        &[
+            "run",
+            "--kernel",
+            "@bzImage",
+            "--suite",
+            "@pkeys-suite",
+            "--append",
+            "fake=done",
+            "--out",
+            &out,
+            "--expectations",
+            "/dev/null",
+        ],
+        true,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("notes.txt, which pkeys-qemu did not write"),
+        "{stderr}"
+    );
+    assert!(Path::new(&out).join("results.json").is_file());
+}
+
+#[test]
+fn a_guest_without_pku_is_named_as_such() {
+    let f = Fixture::new();
+    let out = f.p("out");
+    let (code, stderr) = f.run(
+        &[
+            "run",
+            "--kernel",
+            "@bzImage",
+            "--suite",
+            "@pkeys-suite",
+            "--append",
+            "fake=nopku",
+            "--out",
+            &out,
+            "--expectations",
+            "/dev/null",
+        ],
+        true,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(
+            "| no PKU in this guest (CPU model max): every case that needs keys was skipped"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_shows_the_defaults() {
+    let out = runner().args(["matrix", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("(default: out/matrix)"), "{help}");
+    assert!(help.contains("(default: ci/kernels.toml)"), "{help}");
+    assert!(help.contains("[default: auto]"), "{help}");
+    let out = runner().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("(default: out/<name>)"), "{help}");
 }
 
 #[rstest]
@@ -207,6 +278,7 @@ fn signal_stops_guests_and_cleans_up(#[case] sig: nix::sys::signal::Signal, #[ca
         .env("PKEYS_CACHE", f.p("cache"))
         .env("TMPDIR", f.p("tmp"))
         .env("PKEYS_QEMU", f.p("fake-qemu"))
+        .env("FAKE_QEMU_STATE", f.dir.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -229,7 +301,7 @@ fn signal_stops_guests_and_cleans_up(#[case] sig: nix::sys::signal::Signal, #[ca
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert_eq!(status.code(), Some(want), "{seen}{rest}");
     assert!(rest.contains("no guest left running"), "{rest}");
-    let pid: i32 = std::fs::read_to_string(Path::new(&f.p("out")).join("fake-qemu.pid"))
+    let pid: i32 = std::fs::read_to_string(f.dir.path().join("fake-qemu.pid"))
         .unwrap()
         .trim()
         .parse()

@@ -79,7 +79,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let mut loaded = Results::load(&results)?;
             reclassify(&mut loaded, expectations.as_deref())?;
-            let dir = out.unwrap_or_else(|| parent_dir(&results));
+            let dir = match out {
+                Some(dir) => dir,
+                None => {
+                    let dir = parent_dir(&results);
+                    eprintln!(
+                        "pkeys-report: writing into {}, the results file's folder (--out DIR \
+                         writes elsewhere)",
+                        dir.display()
+                    );
+                    dir
+                }
+            };
             finish(&loaded, &dir, exit_zero)
         }
         Command::Merge {

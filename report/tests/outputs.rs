@@ -456,6 +456,13 @@ fn cli_render_merge_compare() {
         d,
     );
     assert_eq!(code, 0);
+    // Without --out it writes beside its input, and says so.
+    let (code, _, stderr) = cli(&["render", "z/results.json", "--exit-zero"], d);
+    assert_eq!(code, 0);
+    assert!(
+        stderr.contains("pkeys-report: writing into z, the results file's folder"),
+        "{stderr}"
+    );
 
     let (code, stdout, _) = cli(&["compare", "merged/results.json", "plain/results.json"], d);
     assert_eq!(code, 1, "XFAIL -> FAIL is worse: {stdout}");

@@ -194,6 +194,9 @@ fn run_ktap(
     match run() {
         Ok(false) => ExitCode::SUCCESS,
         Ok(true) => ExitCode::from(1),
+        // The reader went away (`pkeys-suite --format ktap | head`): end quietly, with the status
+        // a shell reports for a filter that a closed pipe stopped (128 + SIGPIPE).
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
         Err(e) => {
             eprintln!("pkeys-suite: writing KTAP: {e}");
             ExitCode::from(2)
