@@ -317,3 +317,23 @@ fn signal_stops_guests_and_cleans_up(#[case] sig: nix::sys::signal::Signal, #[ca
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+#[test]
+fn baseline_runs_carry_the_baseline_kernels_name() {
+    let f = Fixture::new();
+    std::fs::copy(f.p("bzImage"), f.p("bzImage-clean")).unwrap();
+    let out = f.p("cmp");
+    let (code, stderr) = f.run(
+        &[
+            "run", "--kernel", "@bzImage", "--baseline", "@bzImage-clean", "--suite",
+            "@pkeys-suite", "--append", "fake=done", "--out", &out, "--expectations", "/dev/null",
+        ],
+        true,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("pkeys-qemu: bzImage-clean-max: kernel "), "{stderr}");
+    assert!(stderr.contains("pkeys-qemu: bzImage-max: kernel "), "{stderr}");
+    assert!(Path::new(&out).join("baseline/bzImage-clean-max.ktap").is_file());
+    assert!(Path::new(&out).join("after/bzImage-max.ktap").is_file());
+    assert!(stderr.contains("nothing got worse"), "{stderr}");
+}
