@@ -325,15 +325,36 @@ fn baseline_runs_carry_the_baseline_kernels_name() {
     let out = f.p("cmp");
     let (code, stderr) = f.run(
         &[
-            "run", "--kernel", "@bzImage", "--baseline", "@bzImage-clean", "--suite",
-            "@pkeys-suite", "--append", "fake=done", "--out", &out, "--expectations", "/dev/null",
+            "run",
+            "--kernel",
+            "@bzImage",
+            "--baseline",
+            "@bzImage-clean",
+            "--suite",
+            "@pkeys-suite",
+            "--append",
+            "fake=done",
+            "--out",
+            &out,
+            "--expectations",
+            "/dev/null",
         ],
         true,
     );
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("pkeys-qemu: bzImage-clean-max: kernel "), "{stderr}");
-    assert!(stderr.contains("pkeys-qemu: bzImage-max: kernel "), "{stderr}");
-    assert!(Path::new(&out).join("baseline/bzImage-clean-max.ktap").is_file());
+    assert!(
+        stderr.contains("pkeys-qemu: bzImage-clean-max: kernel "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pkeys-qemu: bzImage-max: kernel "),
+        "{stderr}"
+    );
+    assert!(
+        Path::new(&out)
+            .join("baseline/bzImage-clean-max.ktap")
+            .is_file()
+    );
     assert!(Path::new(&out).join("after/bzImage-max.ktap").is_file());
     assert!(stderr.contains("nothing got worse"), "{stderr}");
 }

@@ -45,7 +45,7 @@ fn first_screen(out: &mut String, results: &Results, d: &Digest) {
                 .iter()
                 .map(|(v, runs)| format!("**{v}**: {}", cell(&run_list(runs, 6))))
                 .collect();
-            let _ = writeln!(out, "| `{}` | {} |", diff.id, parts.join("<br>"));
+            let _ = writeln!(out, "| {} | {} |", code(&diff.id), parts.join("<br>"));
         }
         out.push('\n');
     }
@@ -58,13 +58,11 @@ fn first_screen(out: &mut String, results: &Results, d: &Digest) {
         for e in &d.expected {
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} | {} | {} |",
-                e.id,
+                "| {} | {} | {} | {} | {} |",
+                code(&e.id),
                 e.reported,
                 cell(&e.reason),
-                e.fix
-                    .as_deref()
-                    .map_or("-".to_owned(), |f| format!("`{}`", cell(f))),
+                e.fix.as_deref().map_or("-".to_owned(), code),
                 cell(&run_list(&e.runs, 6)),
             );
         }
@@ -79,8 +77,8 @@ fn first_screen(out: &mut String, results: &Results, d: &Digest) {
         for s in &d.slowest {
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {:.3} | {:.3} |",
-                s.id,
+                "| {} | {} | {:.3} | {:.3} |",
+                code(&s.id),
                 cell(&s.run),
                 s.secs,
                 s.median_secs
@@ -162,7 +160,7 @@ pub fn markdown(results: &Results) -> String {
     }
     out.push('\n');
     for id in &ids {
-        let _ = write!(out, "| `{id}` |");
+        let _ = write!(out, "| {} |", code(id));
         for run in &results.runs {
             let text = match run.case(id) {
                 None => "—".to_owned(),
@@ -183,7 +181,13 @@ pub fn markdown(results: &Results) -> String {
     if !details.is_empty() {
         let _ = writeln!(out, "\n## Problem details\n");
         for (run, case) in details {
-            let _ = writeln!(out, "### {} — `{}`: {}\n", run.name, case.id, case.verdict);
+            let _ = writeln!(
+                out,
+                "### {} — {}: {}\n",
+                cell(&run.name),
+                code(&case.id),
+                case.verdict
+            );
             if let Some(reason) = &case.reason {
                 let _ = writeln!(out, "{}\n", reason.trim());
             }
@@ -219,16 +223,25 @@ fn cpu_label(model: &str, seen: &str) -> String {
     }
 }
 
-/// Makes text safe inside a Markdown table cell.
+/// Makes text safe inside a Markdown table cell: backslashes and pipes escaped, one line.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+/// Text as inline code inside a table cell. Backslashes are literal in code, so one before a
+/// pipe could not be told from the pipe's escape: they become `⧵`; backticks become `'`.
+fn code(text: &str) -> String {
+    let text = text.replace('\\', "⧵").replace('`', "'");
+    format!("`{}`", text.replace('|', "\\|").replace(['\n', '\r'], " "))
 }
 
 fn code_or_dash(text: &str) -> String {
     if text.is_empty() {
         "-".to_owned()
     } else {
-        format!("`{}`", cell(text).replace('`', "'"))
+        code(text)
     }
 }
 
