@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rstest::rstest;
@@ -357,4 +357,67 @@ fn baseline_runs_carry_the_baseline_kernels_name() {
     );
     assert!(Path::new(&out).join("after/bzImage-max.ktap").is_file());
     assert!(stderr.contains("nothing got worse"), "{stderr}");
+}
+
+/// Every `pkeys-qemu <command>` and `pkeys-report <command>` the README shows names a real
+/// subcommand, and every `cargo run -p <package>` a workspace package with a binary.
+#[test]
+fn readme_commands_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut checked = 0;
+    for (tool, bin) in [
+        ("pkeys-qemu", env!("CARGO_BIN_EXE_pkeys-qemu").to_owned()),
+        ("pkeys-report", {
+            let p = Path::new(env!("CARGO_BIN_EXE_pkeys-qemu")).with_file_name("pkeys-report");
+            p.to_string_lossy().into_owned()
+        }),
+    ] {
+        let mut rest = readme.as_str();
+        while let Some(i) = rest.find(&format!("{tool} ")) {
+            rest = &rest[i + tool.len() + 1..];
+            let word: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            // `pkeys-qemu …` (a placeholder) and prose such as "pkeys-qemu finds" are not commands.
+            if word.is_empty() || !rest.starts_with(&word) || word.starts_with('-') {
+                continue;
+            }
+            let known = [
+                "run", "matrix", "fetch", "bench", "kernel", "render", "merge", "compare", "list",
+            ];
+            if !known.contains(&word.as_str()) {
+                continue;
+            }
+            if !Path::new(&bin).exists() {
+                // pkeys-report is another package's binary: built by `cargo test --workspace`.
+                continue;
+            }
+            let out = Command::new(&bin)
+                .args([word.as_str(), "--help"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "README shows `{tool} {word}`, which is not a command: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "README commands found: {checked}");
+    let packages = ["pkeys-qemu", "pkeys-report", "pkeys-suite"];
+    for line in readme.lines().filter(|l| l.contains("cargo run")) {
+        if let Some(i) = line.find(" -p ") {
+            let pkg: String = line[i + 4..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            assert!(
+                packages.contains(&pkg.as_str()),
+                "README: cargo run -p {pkg}"
+            );
+        }
+    }
 }
