@@ -539,11 +539,11 @@ const CORE_ROUNDS_IMMEDIATE: usize = 20;
 /// The core dump of a process killed by SIGABRT carries its PKRU: the `NT_X86_XSTATE` note of the
 /// ELF core (core(5); the regset ptrace's PTRACE_GETREGSET returns) holds the XSAVE area in the
 /// standard format, with XSTATE_BV bit 9 set and PKRU at the CPUID offset equal to the value the
-/// child wrote before it raised SIGABRT. Each child (5, or 20 without the sleep) writes the value and,
-/// with `sleep`, sleeps 20 ms (a context switch, which stores the live PKRU in the kernel's
-/// per-task copy) before raising SIGABRT; without it, raises at once — the note must still carry
-/// the live value. 5.10 does; 6.1 and 7.2 write the PKRU the task had at its last context switch
-/// (here: the value inherited at fork) instead — since the 5.14 FPU rework keeps PKRU out of the
+/// child wrote before it raised SIGABRT. Each child (5, or 20 without the sleep) writes the value
+/// and, with `sleep`, sleeps 1 ms (any sleep blocks: a context switch, which stores the live PKRU
+/// in the kernel's per-task copy) before raising SIGABRT; without it, raises at once — the note
+/// must still carry the live value. 5.10 does; 6.1 and 7.2 write the PKRU the task had at its
+/// last context switch (here: the value inherited at fork) instead — since the 5.14 FPU rework keeps PKRU out of the
 /// XSAVE buffer, the regset copies the per-task `thread.pkru`, which is only refreshed when the
 /// task is switched out. Needs root to point `core_pattern` at `/tmp` (restored afterwards); the child
 /// sets RLIMIT_CORE unlimited and `coredump_filter` 0 (notes only).
@@ -615,7 +615,7 @@ fn core_round(ctx: &mut Ctx, sleep: bool) -> Result<u32, Stop> {
             }
             pkru::wrpkru_raw(CORE_PKRU);
             if sleep {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
             sys::raise(libc::SIGABRT);
             21
