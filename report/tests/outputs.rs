@@ -527,3 +527,61 @@ fn reports_open_with_the_verdict_differences_and_expected_failures() {
         page.find("<h2>Expected failures</h2>").unwrap() < page.find("<h2>Matrix</h2>").unwrap()
     );
 }
+
+/// The HTML as Chromium reads it (when `chromium` is installed; skipped with the reason
+/// otherwise): the DOM it builds keeps the first-screen order, and a 1400×1000 screenshot renders.
+#[test]
+fn chromium_reads_the_html() {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        println!("skipped: no chromium on PATH (apt-get install chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, html(&sample())).unwrap();
+    let url = format!("file://{}", page.display());
+    let headless = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ];
+    let out = Command::new(chromium)
+        .args(headless)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let at = |needle: &str| {
+        dom.find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in Chromium's DOM"))
+    };
+    assert!(at("class=\"banner badbg\"") < at("<h2>Problems</h2>"));
+    assert!(at("<h2>Differences between runs</h2>") < at("<h2>Expected failures</h2>"));
+    assert!(at("<h2>Expected failures</h2>") < at("<h2>Runs</h2>"));
+    assert!(at("<h2>Runs</h2>") < at("<h2>Matrix</h2>"));
+    let shot = dir.path().join("first.png");
+    let out = Command::new(chromium)
+        .args(headless)
+        .arg("--window-size=1400,1000")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+}
