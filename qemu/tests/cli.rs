@@ -37,6 +37,28 @@ impl Fixture {
         self.dir.path().join(name).to_string_lossy().into_owned()
     }
 
+    /// `run` of the fake kernel and suite under the fake qemu playing `scenario`, into `out`,
+    /// with no expectations.
+    fn run_fake(&self, scenario: &str, out: &str) -> (i32, String) {
+        let append = format!("fake={scenario}");
+        self.run(
+            &[
+                "run",
+                "--kernel",
+                "@bzImage",
+                "--suite",
+                "@pkeys-suite",
+                "--append",
+                &append,
+                "--out",
+                out,
+                "--expectations",
+                "/dev/null",
+            ],
+            true,
+        )
+    }
+
     /// Runs the runner with `args` (`@x` = path of fixture file x); returns (code, stderr).
     fn run(&self, args: &[&str], fake_qemu: bool) -> (i32, String) {
         let args: Vec<String> = args
@@ -105,22 +127,7 @@ fn bad_input(#[case] args: &[&str], #[case] fake: bool, #[case] expected: &str) 
 fn fake_guest_end_to_end() {
     let f = Fixture::new();
     let out = f.p("out");
-    let (code, stderr) = f.run(
-        &[
-            "run",
-            "--kernel",
-            "@bzImage",
-            "--suite",
-            "@pkeys-suite",
-            "--append",
-            "fake=done",
-            "--out",
-            &out,
-            "--expectations",
-            "/dev/null",
-        ],
-        true,
-    );
+    let (code, stderr) = f.run_fake("done", &out);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains("  ok 1 a::one"),
@@ -142,39 +149,9 @@ fn fake_guest_end_to_end() {
     let results = pkeys_report::Results::load(Path::new(&out).join("results.json")).unwrap();
     assert_eq!(results.runs[0].cases.len(), 2);
 
-    let (code, stderr) = f.run(
-        &[
-            "run",
-            "--kernel",
-            "@bzImage",
-            "--suite",
-            "@pkeys-suite",
-            "--append",
-            "fake=fail",
-            "--out",
-            &out,
-            "--expectations",
-            "/dev/null",
-        ],
-        true,
-    );
+    let (code, stderr) = f.run_fake("fail", &out);
     assert_eq!(code, 1, "a FAIL exits 1: {stderr}");
-    let (code, stderr) = f.run(
-        &[
-            "run",
-            "--kernel",
-            "@bzImage",
-            "--suite",
-            "@pkeys-suite",
-            "--append",
-            "fake=panic_mid",
-            "--out",
-            &out,
-            "--expectations",
-            "/dev/null",
-        ],
-        true,
-    );
+    let (code, stderr) = f.run_fake("panic_mid", &out);
     assert_eq!(code, 1, "a panic exits 1: {stderr}");
     assert!(
         stderr.contains("ERROR (kernel crashed: Kernel panic"),
@@ -188,22 +165,7 @@ fn fake_guest_end_to_end() {
 
     // A folder holding a file the runner did not write is refused, untouched.
     std::fs::write(Path::new(&out).join("notes.txt"), "mine").unwrap();
-    let (code, stderr) = f.run(
-        &[
-            "run",
-            "--kernel",
-            "@bzImage",
-            "--suite",
-            "@pkeys-suite",
-            "--append",
-            "fake=done",
-            "--out",
-            &out,
-            "--expectations",
-            "/dev/null",
-        ],
-        true,
-    );
+    let (code, stderr) = f.run_fake("done", &out);
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("notes.txt, which pkeys-qemu did not write"),
@@ -216,22 +178,7 @@ fn fake_guest_end_to_end() {
 fn a_guest_without_pku_is_named_as_such() {
     let f = Fixture::new();
     let out = f.p("out");
-    let (code, stderr) = f.run(
-        &[
-            "run",
-            "--kernel",
-            "@bzImage",
-            "--suite",
-            "@pkeys-suite",
-            "--append",
-            "fake=nopku",
-            "--out",
-            &out,
-            "--expectations",
-            "/dev/null",
-        ],
-        true,
-    );
+    let (code, stderr) = f.run_fake("nopku", &out);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains(

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::headline::Tally;
+use crate::headline::{Tally, problem_lines};
 use crate::model::{CaseResult, Results, Verdict};
 
 /// A case whose verdict is not the same in every run where it ran.
@@ -49,6 +49,8 @@ pub struct Slow {
 pub struct Digest {
     /// Counts over every run.
     pub tally: Tally,
+    /// Every problem case as `run: VERDICT id: reason`.
+    pub problems: Vec<String>,
     /// Cases whose verdict differs between the runs where they ran (SKIP is not a verdict here:
     /// a case skipped on a CPU without PKU did not run; skips are grouped in [`Digest::skips`]).
     pub differences: Vec<Difference>,
@@ -147,8 +149,18 @@ impl Digest {
             .map(|(r, (n, runs))| (r, n, runs))
             .collect();
         skips.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let problems = results
+            .runs
+            .iter()
+            .flat_map(|r| {
+                problem_lines(r)
+                    .into_iter()
+                    .map(move |l| format!("{}: {l}", r.name))
+            })
+            .collect();
         Digest {
             tally: Tally::of_results(results),
+            problems,
             differences,
             expected,
             skips,

@@ -4,23 +4,14 @@ use std::fmt::Write;
 
 use super::{counts_line, expectation_note, kernel_label, run_status, secs};
 use crate::digest::{Digest, run_list};
-use crate::headline::problem_lines;
 use crate::model::{CaseResult, GuestRun, Results, RunStatus, Verdict};
 
 /// The sections a kernel developer reads first (see `markdown::first_screen`).
-fn first_screen(out: &mut String, results: &Results, d: &Digest) {
-    let problems: Vec<String> = results
-        .runs
-        .iter()
-        .flat_map(|r| {
-            problem_lines(r)
-                .into_iter()
-                .map(move |l| format!("{}: {l}", r.name))
-        })
-        .collect();
+fn first_screen(out: &mut String, d: &Digest) {
+    let problems = &d.problems;
     if !problems.is_empty() {
         out.push_str("<h2>Problems</h2>\n<ul>\n");
-        for p in &problems {
+        for p in problems {
             let _ = writeln!(out, "<li class=\"bad\">{}</li>", esc(p));
         }
         out.push_str("</ul>\n");
@@ -160,7 +151,7 @@ pub fn html(results: &Results) -> String {
             "badbg"
         },
     );
-    first_screen(&mut out, results, &digest);
+    first_screen(&mut out, &digest);
     runs_table(&mut out, results);
     matrix(&mut out, results, &ids);
     console_tails(&mut out, results);

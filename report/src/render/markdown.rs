@@ -4,24 +4,15 @@ use std::fmt::Write;
 
 use super::{counts_line, expectation_note, kernel_label, run_status, secs};
 use crate::digest::{Digest, run_list};
-use crate::headline::problem_lines;
 use crate::model::{Results, RunStatus};
 
 /// The sections a kernel developer reads first: problems, what differs between runs, expected
 /// failures by case, the slowest cases, skips by reason.
-fn first_screen(out: &mut String, results: &Results, d: &Digest) {
-    let problems: Vec<String> = results
-        .runs
-        .iter()
-        .flat_map(|r| {
-            problem_lines(r)
-                .into_iter()
-                .map(move |l| format!("{}: {l}", r.name))
-        })
-        .collect();
+fn first_screen(out: &mut String, d: &Digest) {
+    let problems = &d.problems;
     if !problems.is_empty() {
         let _ = writeln!(out, "## Problems\n");
-        for p in &problems {
+        for p in problems {
             let _ = writeln!(out, "- {}", cell(p));
         }
         out.push('\n');
@@ -116,7 +107,7 @@ pub fn markdown(results: &Results) -> String {
         digest.tally.sentence(),
         results.tool_version,
     );
-    first_screen(&mut out, results, &digest);
+    first_screen(&mut out, &digest);
 
     let _ = writeln!(out, "## Runs\n");
     let _ = writeln!(
