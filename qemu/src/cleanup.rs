@@ -59,12 +59,12 @@ pub fn install() -> std::io::Result<()> {
                 SIGNAL.store(sig, Ordering::SeqCst);
                 let n = kill_all();
                 if again {
-                    eprintln!("pkeys-qemu: second signal: exiting now");
+                    say("pkeys-qemu: second signal: exiting now");
                     std::process::exit(128 + sig);
                 }
-                eprintln!(
+                say(&format!(
                     "pkeys-qemu: interrupted (signal {sig}): stopped {n} guest(s), cleaning up"
-                );
+                ));
             }
         })?;
     Ok(())
@@ -110,6 +110,24 @@ impl Drop for Registered {
 /// How many groups are registered now (tests).
 pub fn registered_count() -> usize {
     GROUPS.lock().unwrap_or_else(|e| e.into_inner()).len()
+}
+
+/// How the signal thread's messages reach the terminal (see [`set_printer`]).
+type Printer = Box<dyn Fn(&str) + Send + Sync>;
+
+static PRINTER: std::sync::Mutex<Option<Printer>> = std::sync::Mutex::new(None);
+
+/// Routes the signal thread's messages through `printer` while a live status is drawn (a plain
+/// `eprintln!` would be overwritten by its next redraw); `None` goes back to stderr.
+pub fn set_printer(printer: Option<Printer>) {
+    *PRINTER.lock().unwrap_or_else(|e| e.into_inner()) = printer;
+}
+
+fn say(msg: &str) {
+    match PRINTER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(p) => p(msg),
+        None => eprintln!("{msg}"),
+    }
 }
 
 #[cfg(test)]

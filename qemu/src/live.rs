@@ -78,7 +78,17 @@ impl Reporter {
         let tty =
             std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb");
         if tty {
-            Self::live(total, ProgressDrawTarget::stderr())
+            let r = Self::live(total, ProgressDrawTarget::stderr());
+            if let Some(live) = &r.live {
+                // An interrupt's message goes above the status instead of under its next redraw;
+                // the status is cleared first, so nothing is left drawn if the process exits.
+                let multi = live.multi.clone();
+                crate::cleanup::set_printer(Some(Box::new(move |msg: &str| {
+                    let _ = multi.clear();
+                    eprintln!("{msg}");
+                })));
+            }
+            r
         } else {
             Self::lines()
         }
@@ -185,6 +195,7 @@ impl Reporter {
     /// Removes the live status (before the closing lines are printed).
     pub fn clear(&self) {
         if let Some(live) = &self.live {
+            crate::cleanup::set_printer(None);
             live.overall.finish_and_clear();
             let _ = live.multi.clear();
         }

@@ -616,18 +616,21 @@ fn cmd_run_baseline(a: RunArgs) -> Result<u8> {
             .join("out")
             .join(format!("{name}-vs-baseline"))
     });
-    if let pkeys_qemu::outdir::Prepared::Cleared(n) = pkeys_qemu::outdir::prepare(&out)? {
-        say(&format!(
-            "removed {n} file(s) of an earlier run from {}",
-            out.display()
-        ));
-    }
+    // Nothing of an earlier comparison is removed before both trees have built: a typo or a
+    // patch that does not compile leaves it as it was.
+    pkeys_qemu::outdir::check(&out)?;
     // Build both trees first: a patch that does not compile fails before anything boots.
     for spec in [&a.kernel, &baseline] {
         let path = std::path::Path::new(spec.as_str());
         if path.is_dir() && !a.no_build {
             build_tree(path)?;
         }
+    }
+    if let pkeys_qemu::outdir::Prepared::Cleared(n) = pkeys_qemu::outdir::prepare(&out)? {
+        say(&format!(
+            "removed {n} file(s) of an earlier run from {}",
+            out.display()
+        ));
     }
     let mut runs = Vec::new();
     let mut base_accel = None;
@@ -667,12 +670,8 @@ fn cmd_run_baseline(a: RunArgs) -> Result<u8> {
         }
         runs.push((code, results));
     }
-    // The two runs are compared with each other, whatever their names.
-    let mut before = runs[0].1.clone();
-    if let (Some(b), Some(a)) = (before.runs.first_mut(), runs[1].1.runs.first()) {
-        b.name = a.name.clone();
-    }
-    let cmp = pkeys_report::compare(&before, &runs[1].1);
+    // One run a side: compared with each other whatever their names.
+    let cmp = pkeys_report::compare(&runs[0].1, &runs[1].1);
     println!("verdict changes, {baseline} -> {}:", a.kernel);
     print!("{cmp}");
     let worse = cmp.is_worse();

@@ -1,6 +1,11 @@
 //! Output folders: a run owns the folder it writes to. A folder that holds an earlier run's
 //! files is cleared of them (and says so), so a report never sits beside another run's
 //! per-guest files; a folder holding anything this tool does not write is refused.
+//!
+//! A folder counts as an earlier run's only when it carries the marker [`MARKER`] (written by
+//! every run), or, for folders written before the marker existed, when it lies under the
+//! workspace's `out/`. Anywhere else, files that merely look like ours (a `.ktap` archive, a
+//! `report.md`) are never deleted: the folder is refused.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +26,8 @@ pub fn is_ours(name: &str) -> bool {
         "bench.json",
     ];
     const SUFFIXES: [&str; 4] = [".ktap", ".console.log", ".qemu.log", ".kunit.json"];
-    EXACT.contains(&name) || SUFFIXES.iter().any(|s| name.ends_with(s))
+    // Atomic writes go through hidden temporary files; one survives a SIGKILL mid-write.
+    EXACT.contains(&name) || SUFFIXES.iter().any(|s| name.ends_with(s)) || name.starts_with(".tmp")
 }
 
 /// What [`prepare`] did.
@@ -35,15 +41,43 @@ pub enum Prepared {
 
 /// Checks, removing nothing, that [`prepare`] will accept `dir`: call it before long work.
 pub fn check(dir: &Path) -> Result<()> {
-    collect(dir, &mut Vec::new())
+    let mut ours = Vec::new();
+    collect(dir, &mut ours)?;
+    owned(dir, &ours)
 }
 
-/// Makes `dir` ready for a run: creates it, or removes an earlier run's files from it. The
-/// sub-folders `keep` (e.g. `baseline`/`after` of a patch validation) are treated the same way,
-/// recursively. Refuses, naming a file, when the folder holds something this tool did not write.
+/// Files that look like ours are deleted only from a marked folder (or a legacy one under the
+/// workspace's `out/`).
+fn owned(dir: &Path, ours: &[PathBuf]) -> Result<()> {
+    let files = ours
+        .iter()
+        .any(|p| p.file_name().is_some_and(|n| n != MARKER));
+    if !files || dir.join(MARKER).is_file() || under_workspace_out(dir) {
+        return Ok(());
+    }
+    bail!(
+        "--out {}: the folder holds files (e.g. {}) but no {MARKER} marker, so pkeys-qemu did \
+         not write them; choose an empty or new folder",
+        dir.display(),
+        ours[0].display()
+    )
+}
+
+fn under_workspace_out(dir: &Path) -> bool {
+    let out = crate::paths::workspace_root().join("out");
+    match (std::fs::canonicalize(dir), std::fs::canonicalize(&out)) {
+        (Ok(d), Ok(o)) => d.starts_with(&o) && d != o,
+        _ => false,
+    }
+}
+
+/// Makes `dir` ready for a run: creates it, or removes an earlier run's files from it (and from
+/// its `baseline/` and `after/` sub-folders, a patch validation's). Refuses, naming a file, when
+/// the folder holds something this tool did not write, or is not marked as an earlier run's.
 pub fn prepare(dir: &Path) -> Result<Prepared> {
     let mut ours = Vec::new();
     collect(dir, &mut ours)?;
+    owned(dir, &ours)?;
     let files = ours
         .iter()
         .filter(|p| !p.is_dir() && p.file_name().is_some_and(|n| n != MARKER))
@@ -122,6 +156,7 @@ mod tests {
     fn an_earlier_runs_files_are_cleared() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
+        std::fs::write(d.join(MARKER), "").unwrap();
         for f in [
             "results.json",
             "report.md",
@@ -141,9 +176,23 @@ mod tests {
     }
 
     #[test]
+    fn files_that_only_look_like_ours_are_never_deleted() {
+        // An archive of KTAP files and a report, outside the workspace, with no marker.
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::write(d.join("old.ktap"), "KTAP version 1\n").unwrap();
+        std::fs::write(d.join("report.md"), "mine").unwrap();
+        let err = prepare(d).unwrap_err().to_string();
+        assert!(err.contains("no .pkeys-qemu-output marker"), "{err}");
+        assert!(check(d).is_err());
+        assert!(d.join("old.ktap").is_file() && d.join("report.md").is_file());
+    }
+
+    #[test]
     fn a_folder_with_other_files_is_refused_untouched() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
+        std::fs::write(d.join(MARKER), "").unwrap();
         std::fs::write(d.join("results.json"), "x").unwrap();
         std::fs::write(d.join("notes.txt"), "mine").unwrap();
         let err = prepare(d).unwrap_err().to_string();

@@ -306,54 +306,66 @@ fn baseline_runs_carry_the_baseline_kernels_name() {
     assert!(stderr.contains("nothing got worse"), "{stderr}");
 }
 
-/// Every `pkeys-qemu <command>` and `pkeys-report <command>` the README shows names a real
-/// subcommand, and every `cargo run -p <package>` a workspace package with a binary.
+/// Every `pkeys-qemu <command>` and `pkeys-report <command>` the README shows as code (inline
+/// code, or a line of a code block) names a real subcommand, and every `cargo run -p <package>` a
+/// workspace package with a binary.
 #[test]
 fn readme_commands_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let mut checked = 0;
-    for (tool, bin) in [
-        ("pkeys-qemu", env!("CARGO_BIN_EXE_pkeys-qemu").to_owned()),
-        ("pkeys-report", {
-            let p = Path::new(env!("CARGO_BIN_EXE_pkeys-qemu")).with_file_name("pkeys-report");
-            p.to_string_lossy().into_owned()
-        }),
-    ] {
-        let mut rest = readme.as_str();
-        while let Some(i) = rest.find(&format!("{tool} ")) {
-            rest = &rest[i + tool.len() + 1..];
-            let word: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
-                .collect();
-            // `pkeys-qemu …` (a placeholder) and prose such as "pkeys-qemu finds" are not commands.
-            if word.is_empty() || !rest.starts_with(&word) || word.starts_with('-') {
-                continue;
-            }
-            let known = [
-                "run", "matrix", "fetch", "bench", "kernel", "render", "merge", "compare", "list",
-            ];
-            if !known.contains(&word.as_str()) {
-                continue;
-            }
-            if !Path::new(&bin).exists() {
-                // pkeys-report is another package's binary: built by `cargo test --workspace`.
-                continue;
-            }
-            let out = Command::new(&bin)
-                .args([word.as_str(), "--help"])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "README shows `{tool} {word}`, which is not a command: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            checked += 1;
+    let report_bin = Path::new(env!("CARGO_BIN_EXE_pkeys-qemu")).with_file_name("pkeys-report");
+    // Code: inline spans (the odd `-separated pieces of a line) and code-block lines.
+    let mut code: Vec<String> = Vec::new();
+    let mut in_block = false;
+    for line in readme.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            code.push(line.to_owned());
+        } else {
+            code.extend(line.split('`').skip(1).step_by(2).map(str::to_owned));
         }
     }
-    assert!(checked >= 5, "README commands found: {checked}");
+    let mut checked = 0;
+    for piece in &code {
+        for (tool, bin) in [
+            (
+                "pkeys-qemu",
+                Path::new(env!("CARGO_BIN_EXE_pkeys-qemu")).to_path_buf(),
+            ),
+            ("pkeys-report", report_bin.clone()),
+        ] {
+            let mut rest = piece.as_str();
+            while let Some(i) = rest.find(&format!("{tool} ")) {
+                rest = &rest[i + tool.len() + 1..];
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                if word.is_empty() || word.starts_with('-') {
+                    continue; // `pkeys-qemu …`, or options only
+                }
+                assert!(
+                    bin.exists(),
+                    "{} not built (cargo test --workspace builds it)",
+                    bin.display()
+                );
+                let out = Command::new(&bin)
+                    .args([word.as_str(), "--help"])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "README shows `{tool} {word}`, which is not a command: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 8, "README commands found: {checked}");
     let packages = ["pkeys-qemu", "pkeys-report", "pkeys-suite"];
     for line in readme.lines().filter(|l| l.contains("cargo run")) {
         if let Some(i) = line.find(" -p ") {

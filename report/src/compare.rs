@@ -68,16 +68,26 @@ impl Comparison {
     }
 }
 
-/// Compares the verdicts of runs with the same name.
+/// Compares the verdicts of runs with the same name. When each side holds exactly one run, the
+/// two are compared whatever their names (a kernel against its baseline: each run is named
+/// after its own kernel).
 pub fn compare(before: &Results, after: &Results) -> Comparison {
     let mut cmp = Comparison::default();
+    let single = before.runs.len() == 1 && after.runs.len() == 1;
+    let partner = |a: &crate::model::GuestRun| {
+        if single {
+            before.runs.first()
+        } else {
+            before.runs.iter().find(|b| b.name == a.name)
+        }
+    };
     for b in &before.runs {
-        if !after.runs.iter().any(|a| a.name == b.name) {
+        if !single && !after.runs.iter().any(|a| a.name == b.name) {
             cmp.runs_only_before.push(b.name.clone());
         }
     }
     for a in &after.runs {
-        let Some(b) = before.runs.iter().find(|b| b.name == a.name) else {
+        let Some(b) = partner(a) else {
             cmp.runs_only_after.push(a.name.clone());
             continue;
         };

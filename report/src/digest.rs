@@ -97,7 +97,12 @@ impl Digest {
             .into_iter()
             .map(|(id, mut t)| {
                 t.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let median_secs = t[t.len() / 2].0;
+                let mid = t.len() / 2;
+                let median_secs = if t.len() % 2 == 0 {
+                    (t[mid - 1].0 + t[mid].0) / 2.0
+                } else {
+                    t[mid].0
+                };
                 let (secs, run) = t.pop().unwrap_or_default();
                 Slow {
                     id,

@@ -116,13 +116,18 @@ pub fn run_verdict(run: &GuestRun) -> String {
             format!("{head} — {}", parts.join(", "))
         }
     };
+    // A guest-level failure the expectations explain (its pseudo-case is XFAIL) is not an ERROR.
+    let guest_error_expected = run
+        .cases
+        .iter()
+        .any(|c| c.is_guest_pseudo_case() && c.verdict == crate::model::Verdict::XFail);
     match &run.status {
-        RunStatus::Error { message, .. } => format!("ERROR ({message})"),
-        RunStatus::Completed if !run.complete => "ERROR (incomplete result stream)".to_owned(),
-        RunStatus::Completed if t.problems() > 0 => {
-            join("FAIL", &[t.problems_phrase().as_str(), expected.as_str()])
+        RunStatus::Error { message, .. } if !guest_error_expected => format!("ERROR ({message})"),
+        RunStatus::Completed if !run.complete && !guest_error_expected => {
+            "ERROR (incomplete result stream)".to_owned()
         }
-        RunStatus::Completed => join("PASS", &[expected.as_str()]),
+        _ if t.problems() > 0 => join("FAIL", &[t.problems_phrase().as_str(), expected.as_str()]),
+        _ => join("PASS", &[expected.as_str()]),
     }
 }
 
@@ -197,5 +202,10 @@ mod tests {
             console_tail: vec![],
         };
         assert_eq!(run_verdict(&r), "ERROR (kernel panic)");
+        // The same guest error, classified as expected: not an ERROR line.
+        let mut c = CaseResult::new("guest::error", Verdict::XFail);
+        c.reason = Some("kernel panic".into());
+        r.cases.push(c);
+        assert_eq!(run_verdict(&r), "PASS — 1 expected failure");
     }
 }

@@ -363,6 +363,25 @@ fn compare_lists_changes_and_flags_regressions() {
         "no verdict changed\n"
     );
 
+    // One run a side (a kernel against its baseline, each named after its kernel): compared
+    // whatever the names; with more runs, names pair them.
+    let one = |r: &Results, name: &str| {
+        let mut run = r.runs[0].clone();
+        run.name = name.into();
+        Results::new(vec![run])
+    };
+    let cmp = compare(
+        &one(&before, "bzImage-clean-max"),
+        &one(&after, "bzImage-max"),
+    );
+    assert!(cmp.runs_only_before.is_empty() && cmp.runs_only_after.is_empty());
+    assert_eq!(cmp.changes.len(), 2, "{cmp}");
+    let mut renamed = after.clone();
+    renamed.runs[0].name = "other".into();
+    let cmp = compare(&before, &renamed);
+    assert_eq!(cmp.runs_only_before, ["6.12-max"]);
+    assert!(cmp.is_worse());
+
     // A patch that fixes a known failure: XFAIL -> XPASS is the kernel going FAIL -> PASS.
     let mut known = before.clone();
     let c = known.runs[0]

@@ -77,7 +77,9 @@ pub fn junit(results: &Results) -> Result<String> {
                     let mut s = TestCaseStatus::skipped();
                     s.set_type("pytest.xfail");
                     s.set_message(match &case.expectation {
-                        Some(e) => xfail_message(e, &message),
+                        Some(e) => {
+                            xfail_message(e, case.reason.as_deref().unwrap_or(e.original.as_str()))
+                        }
                         None => format!("expected failure: {message}"),
                     });
                     if !text.is_empty() {
@@ -94,7 +96,10 @@ pub fn junit(results: &Results) -> Result<String> {
                     let mut s = TestCaseStatus::non_success(kind);
                     s.set_type(v.as_str());
                     s.set_message(if v == Verdict::XPass {
-                        format!("[XPASS(strict)] {message}")
+                        match (&case.reason, &note) {
+                            (None, Some(note)) => format!("[XPASS(strict)] {note}"),
+                            _ => format!("[XPASS(strict)] {message}"),
+                        }
                     } else {
                         format!("{v}: {message}")
                     });
