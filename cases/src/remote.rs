@@ -539,13 +539,14 @@ const CORE_ROUNDS_IMMEDIATE: usize = 20;
 /// The core dump of a process killed by SIGABRT carries its PKRU: the `NT_X86_XSTATE` note of the
 /// ELF core (core(5); the regset ptrace's PTRACE_GETREGSET returns) holds the XSAVE area in the
 /// standard format, with XSTATE_BV bit 9 set and PKRU at the CPUID offset equal to the value the
-/// child wrote before it raised SIGABRT. Each child (5, or 20 without the sleep) writes the value
-/// and, with `sleep`, sleeps 1 ms (any sleep blocks: a context switch, which stores the live PKRU
-/// in the kernel's per-task copy) before raising SIGABRT; without it, raises at once — the note
-/// must still carry the live value. 5.10 does; 6.1 and 7.2 write the PKRU the task had at its
-/// last context switch (here: the value inherited at fork) instead — since the 5.14 FPU rework keeps PKRU out of the
-/// XSAVE buffer, the regset copies the per-task `thread.pkru`, which is only refreshed when the
-/// task is switched out. Needs root to point `core_pattern` at `/tmp` (restored afterwards); the child
+/// child wrote before it raised SIGABRT. Each child (5, or 20 without the sleep) writes the
+/// value and, with `sleep`, sleeps until the kernel counts a voluntary context switch (which
+/// stores the live PKRU in the kernel's per-task copy; 2 ms sleeps, checked with getrusage)
+/// before raising SIGABRT; without it, raises at once — the note must still carry the live
+/// value. 5.10 does; 6.1 and 7.2 write the PKRU the task had at its last context switch (here:
+/// the value inherited at fork) instead — since the 5.14 FPU rework keeps PKRU out of the XSAVE
+/// buffer, the regset copies the per-task `thread.pkru`, which is only refreshed when the task is
+/// switched out. Needs root to point `core_pattern` at `/tmp` (restored afterwards); the child
 /// sets RLIMIT_CORE unlimited and `coredump_filter` 0 (notes only).
 fn core_dump_pkru(ctx: &mut Ctx, sleep: bool) -> Outcome {
     if !sys::is_root() {
@@ -615,7 +616,21 @@ fn core_round(ctx: &mut Ctx, sleep: bool) -> Result<u32, Stop> {
             }
             pkru::wrpkru_raw(CORE_PKRU);
             if sleep {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                // The context switch is what stores the live PKRU in the kernel's per-task copy.
+                // A sleep whose timer expires before the task blocks does not switch (a vCPU
+                // stalled by a busy host loses a 1 ms sleep that way: a FAIL seen under load), so
+                // sleep until the kernel counts a voluntary switch.
+                use nix::sys::resource::{UsageWho, getrusage};
+                let switches = || {
+                    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.voluntary_context_switches())
+                };
+                let before = switches();
+                for _ in 0..50 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    if switches() > before {
+                        break;
+                    }
+                }
             }
             sys::raise(libc::SIGABRT);
             21
