@@ -3,75 +3,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use pkeys_report::ktap::parse_bytes;
 use pkeys_report::model::FORMAT_VERSION;
 use pkeys_report::render::{files, html, junit, markdown, merged_ktap};
 use pkeys_report::{
-    CaseResult, Expectations, GuestRun, KernelInfo, ReportError, Results, RunStatus, Verdict,
-    classify_all, compare, merge, write_all,
+    CaseResult, GuestRun, ReportError, Results, Verdict, compare, merge, write_all,
 };
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
-const EXPECT: &str = r#"
-[[expect]]
-case = "signals::handler_with_pkey0_disabled"
-kernel = "<6.12"
-verdict = "fail"
-reason = "frame written with the interrupted PKRU"
-fix = "70044df250d0"
-
-[[expect]]
-case = "alloc::exhaust"
-verdict = "fail"
-reason = "execute-only key <taken> & counted"
-"#;
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn kernel(version: &str) -> KernelInfo {
-    KernelInfo {
-        spec: format!("debian:{version}"),
-        package: format!("linux-image-{version}-cloud-amd64"),
-        version: version.into(),
-        uname: None,
-    }
-}
-
-/// A realistic two-run result: a complete 6.12 run and a 5.10 run that panicked.
-fn sample() -> Results {
-    let mut good = GuestRun::new("6.12-max", kernel("6.12.43-1"), "max", "");
-    good.apply_stream(parse_bytes(&fixture("complete-6.12-max.ktap")));
-    good.timings.boot_to_first_line_s = Some(3.2);
-    good.timings.suite_s = Some(12.5);
-    good.timings.total_s = Some(16.0);
-    let mut bad = GuestRun::new(
-        "5.10-max",
-        kernel("5.10.237-1"),
-        "max",
-        "init_pkru=0x55555550",
-    );
-    bad.apply_stream(parse_bytes(&fixture("truncated-5.10-max.ktap")));
-    bad.attempts = 2;
-    bad.retried = Some("boot panicked before the suite started (int3 oops)".into());
-    bad.status = RunStatus::Error {
-        message: "kernel panic: BUG: unable to handle page fault".into(),
-        console_tail: vec!["[ 3.5] Kernel panic - not syncing: Fatal exception".into()],
-    };
-    let mut results = Results::new(vec![good, bad]);
-    results.bench =
-        Some(serde_json::json!([{"op": "wrpkru", "ns": 12.5}, {"op": "pkey_mprotect", "ns": 830}]));
-    classify_all(
-        &mut results,
-        &Expectations::parse(EXPECT, "e.toml").unwrap(),
-    );
-    results
-}
+mod common;
+use common::{kernel, sample};
 
 #[test]
 fn sample_is_classified_as_expected() {
@@ -545,62 +485,4 @@ fn reports_open_with_the_verdict_differences_and_expected_failures() {
     assert!(
         page.find("<h2>Expected failures</h2>").unwrap() < page.find("<h2>Matrix</h2>").unwrap()
     );
-}
-
-/// The HTML as Chromium reads it (when `chromium` is installed; skipped with the reason
-/// otherwise): the DOM it builds keeps the first-screen order, and a 1400×1000 screenshot renders.
-#[test]
-fn chromium_reads_the_html() {
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-    else {
-        println!("skipped: no chromium on PATH (apt-get install chromium)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("report.html");
-    std::fs::write(&page, html(&sample())).unwrap();
-    let url = format!("file://{}", page.display());
-    let headless = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--hide-scrollbars",
-    ];
-    let out = Command::new(chromium)
-        .args(headless)
-        .arg("--dump-dom")
-        .arg(&url)
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let at = |needle: &str| {
-        dom.find(needle)
-            .unwrap_or_else(|| panic!("{needle} not in Chromium's DOM"))
-    };
-    assert!(at("class=\"banner badbg\"") < at("<h2>Problems</h2>"));
-    assert!(at("<h2>Differences between runs</h2>") < at("<h2>Expected failures</h2>"));
-    assert!(at("<h2>Expected failures</h2>") < at("<h2>Runs</h2>"));
-    assert!(at("<h2>Runs</h2>") < at("<h2>Matrix</h2>"));
-    let shot = dir.path().join("first.png");
-    let out = Command::new(chromium)
-        .args(headless)
-        .arg("--window-size=1400,1000")
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(&url)
-        .output()
-        .unwrap();
-    let png = std::fs::read(&shot).unwrap_or_else(|e| {
-        panic!(
-            "no screenshot ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
 }
