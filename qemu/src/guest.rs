@@ -272,8 +272,7 @@ fn boot_once(
                         after_s: t.as_secs_f64(),
                     },
                 );
-            } else if let Some(cases) = line.strip_prefix("1..").and_then(|n| n.trim().parse().ok())
-            {
+            } else if let Some(cases) = pkeys_report::ktap::parse_plan(&line) {
                 progress(&spec.name, Event::Plan { cases });
             } else if line.starts_with("ok ") || line.starts_with("not ok ") {
                 progress(&spec.name, Event::Result(line.clone()));

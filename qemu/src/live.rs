@@ -182,16 +182,6 @@ impl Reporter {
         }
     }
 
-    /// Any other message.
-    pub fn say(&self, line: String) {
-        match &self.live {
-            None => eprintln!("{line}"),
-            Some(live) => {
-                let _ = live.multi.println(line);
-            }
-        }
-    }
-
     /// Removes the live status (before the closing lines are printed).
     pub fn clear(&self) {
         if let Some(live) = &self.live {

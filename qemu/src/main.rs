@@ -238,12 +238,7 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
     pkeys_qemu::outdir::check(&out)?;
     let suite = matrix::suite_binary(a.common.suite.as_deref())?;
     let base = initramfs::base_image(&suite, &cache)?;
-    if let pkeys_qemu::outdir::Prepared::Cleared(n) = pkeys_qemu::outdir::prepare(&out)? {
-        say(&format!(
-            "removed {n} file(s) of an earlier run from {}",
-            out.display()
-        ));
-    }
+    pkeys_qemu::outdir::prepare_announced(&out)?;
     let env = Env {
         qemu: &qemu_bin,
         base_image: &base,
@@ -360,17 +355,13 @@ fn live_line(
     run: &pkeys_report::GuestRun,
     expectations: &pkeys_report::Expectations,
 ) -> String {
-    use pkeys_report::Verdict;
     let Some(case) = pkeys_report::ktap::parse_result_line(line) else {
         return line.to_owned();
     };
     match expectations.lookup(run, &case.id) {
         Some(e)
-            if e.verdict == case.verdict
-                && matches!(
-                    case.verdict,
-                    Verdict::Fail | Verdict::Timeout | Verdict::Error
-                ) =>
+            if pkeys_report::classify::classified(case.verdict, e.verdict)
+                == pkeys_report::Verdict::XFail =>
         {
             format!("{line}  [XFAIL: expected on this kernel: {}]", e.reason)
         }
@@ -626,12 +617,7 @@ fn cmd_run_baseline(a: RunArgs) -> Result<u8> {
             build_tree(path)?;
         }
     }
-    if let pkeys_qemu::outdir::Prepared::Cleared(n) = pkeys_qemu::outdir::prepare(&out)? {
-        say(&format!(
-            "removed {n} file(s) of an earlier run from {}",
-            out.display()
-        ));
-    }
+    pkeys_qemu::outdir::prepare_announced(&out)?;
     let mut runs = Vec::new();
     let mut base_accel = None;
     for (role, spec) in [("baseline", baseline.clone()), ("after", a.kernel.clone())] {

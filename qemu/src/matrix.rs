@@ -175,12 +175,7 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
 
     let suite = suite_binary(opts.suite.as_deref())?;
     let base = crate::initramfs::base_image(&suite, &opts.cache)?;
-    if let crate::outdir::Prepared::Cleared(n) = crate::outdir::prepare(&opts.out)? {
-        eprintln!(
-            "pkeys-qemu: removed {n} file(s) of an earlier run from {}",
-            opts.out.display()
-        );
-    }
+    crate::outdir::prepare_announced(&opts.out)?;
     let env = Env {
         qemu: &qemu,
         base_image: &base,

@@ -41,9 +41,15 @@ pub enum Prepared {
 
 /// Checks, removing nothing, that [`prepare`] will accept `dir`: call it before long work.
 pub fn check(dir: &Path) -> Result<()> {
+    removable(dir).map(drop)
+}
+
+/// What [`prepare`] would remove from `dir`, deepest first; an error when it must refuse.
+fn removable(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut ours = Vec::new();
     collect(dir, &mut ours)?;
-    owned(dir, &ours)
+    owned(dir, &ours)?;
+    Ok(ours)
 }
 
 /// Files that look like ours are deleted only from a marked folder (or a legacy one under the
@@ -75,9 +81,7 @@ fn under_workspace_out(dir: &Path) -> bool {
 /// its `baseline/` and `after/` sub-folders, a patch validation's). Refuses, naming a file, when
 /// the folder holds something this tool did not write, or is not marked as an earlier run's.
 pub fn prepare(dir: &Path) -> Result<Prepared> {
-    let mut ours = Vec::new();
-    collect(dir, &mut ours)?;
-    owned(dir, &ours)?;
+    let ours = removable(dir)?;
     let files = ours
         .iter()
         .filter(|p| !p.is_dir() && p.file_name().is_some_and(|n| n != MARKER))
@@ -101,6 +105,17 @@ pub fn prepare(dir: &Path) -> Result<Prepared> {
     } else {
         Prepared::Cleared(files)
     })
+}
+
+/// [`prepare`], saying on stderr when it removed an earlier run's files.
+pub fn prepare_announced(dir: &Path) -> Result<()> {
+    if let Prepared::Cleared(n) = prepare(dir)? {
+        eprintln!(
+            "pkeys-qemu: removed {n} file(s) of an earlier run from {}",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Collects, deepest first, what `dir` holds of ours; fails on anything else.

@@ -48,14 +48,7 @@ pub fn classify(run: &mut GuestRun, expectations: &Expectations) {
     for (case, expectation) in run.cases.iter_mut().zip(matched) {
         let Some(e) = expectation else { continue };
         let original = case.verdict;
-        let failure = |v: Verdict| matches!(v, Verdict::Fail | Verdict::Timeout | Verdict::Error);
-        case.verdict = if failure(e.verdict) && original == e.verdict {
-            Verdict::XFail
-        } else if failure(e.verdict) && original == Verdict::Pass {
-            Verdict::XPass
-        } else {
-            original
-        };
+        case.verdict = classified(original, e.verdict);
         case.expectation = Some(AppliedExpectation {
             original,
             expected: e.verdict,
@@ -63,6 +56,19 @@ pub fn classify(run: &mut GuestRun, expectations: &Expectations) {
             fix: e.fix.clone(),
             pattern: e.case.clone(),
         });
+    }
+}
+
+/// The verdict a case reported as `original` gets under an expectation of `expected` (the table
+/// in the module documentation).
+pub fn classified(original: Verdict, expected: Verdict) -> Verdict {
+    let failure = matches!(expected, Verdict::Fail | Verdict::Timeout | Verdict::Error);
+    if failure && original == expected {
+        Verdict::XFail
+    } else if failure && original == Verdict::Pass {
+        Verdict::XPass
+    } else {
+        original
     }
 }
 

@@ -26,17 +26,17 @@ pub struct Tally {
 impl Tally {
     /// Counts one run's cases.
     pub fn of_run(run: &GuestRun) -> Self {
-        let mut t = Tally::default();
-        for c in &run.cases {
-            t.add(c.verdict);
-        }
-        t
+        Self::of(&run.cases)
     }
 
     /// Counts every run's cases.
     pub fn of_results(results: &Results) -> Self {
+        Self::of(results.runs.iter().flat_map(|r| &r.cases))
+    }
+
+    fn of<'a>(cases: impl IntoIterator<Item = &'a crate::model::CaseResult>) -> Self {
         let mut t = Tally::default();
-        for c in results.runs.iter().flat_map(|r| &r.cases) {
+        for c in cases {
             t.add(c.verdict);
         }
         t
@@ -120,7 +120,7 @@ pub fn run_verdict(run: &GuestRun) -> String {
     let guest_error_expected = run
         .cases
         .iter()
-        .any(|c| c.is_guest_pseudo_case() && c.verdict == crate::model::Verdict::XFail);
+        .any(|c| c.is_guest_pseudo_case() && c.verdict == Verdict::XFail);
     match &run.status {
         RunStatus::Error { message, .. } if !guest_error_expected => format!("ERROR ({message})"),
         RunStatus::Completed if !run.complete && !guest_error_expected => {

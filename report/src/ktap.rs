@@ -98,7 +98,7 @@ fn parse_seconds_us(value: &str) -> Option<u64> {
 }
 
 /// Parses a plan line `1..N`.
-fn parse_plan(line: &str) -> Option<usize> {
+pub fn parse_plan(line: &str) -> Option<usize> {
     line.strip_prefix("1..")?.trim().parse().ok()
 }
 
