@@ -11,6 +11,7 @@ pub mod alloc;
 pub mod args;
 pub mod compat;
 pub mod exec_only;
+pub mod explore;
 pub mod init_pkru;
 pub mod kernel_access;
 pub mod keys;
@@ -50,6 +51,7 @@ pub fn all() -> Vec<Case> {
     v.extend(race::cases());
     v.extend(mseal::cases());
     v.extend(init_pkru::cases());
+    v.extend(explore::cases());
     v
 }
 

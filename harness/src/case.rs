@@ -188,6 +188,8 @@ pub struct Ctx {
     pub seed: u64,
     /// Iteration number (0-based) under `--iterations`.
     pub iteration: u32,
+    /// How long each explorer case runs (`--explore-time`); `None`: its fixed step budget.
+    pub explore_time: Option<Duration>,
     /// Capabilities probed by the parent.
     pub caps: Caps,
     /// Fault injection only: cases that support it expect a deliberately wrong value (their
@@ -204,6 +206,7 @@ impl Ctx {
             local: Vec::new(),
             seed,
             iteration: 0,
+            explore_time: None,
             caps,
             wrong: false,
         }

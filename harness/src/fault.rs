@@ -87,7 +87,7 @@ pub const XSTATE_BV_OFFSET: usize = 512;
 /// XSTATE_BV bit of the PKRU component.
 pub const XSTATE_PKRU: u64 = 1 << 9;
 
-fn init_layout() {
+pub(crate) fn init_layout() {
     let c = cpu::probe();
     PKRU_OFFSET.store(c.xsave_pkru_offset as usize, Ordering::Relaxed);
     HAS_PKRU.store(c.ospke && c.xsave_pkru_offset != 0, Ordering::Relaxed);
@@ -168,7 +168,7 @@ fn report_crash(signo: i32, code: i32, addr: usize, pkey: u32) {
 ///
 /// # Safety
 /// `info` must point to a valid siginfo delivered with SA_SIGINFO.
-unsafe fn siginfo_fields(info: *const libc::siginfo_t) -> (i32, usize, u32) {
+pub(crate) unsafe fn siginfo_fields(info: *const libc::siginfo_t) -> (i32, usize, u32) {
     // SAFETY: the caller guarantees `info` is valid; si_pkey is a u32 at byte 0x20 for SIGSEGV
     // (x86-64 layout: signo, errno, code, pad, addr, addr_lsb + pad, pkey).
     unsafe {
@@ -180,7 +180,7 @@ unsafe fn siginfo_fields(info: *const libc::siginfo_t) -> (i32, usize, u32) {
 }
 
 /// Report the signal, restore the default action and make sure it is delivered again on return.
-fn die_from_handler(sig: i32, code: i32, addr: usize, pkey: u32) {
+pub(crate) fn die_from_handler(sig: i32, code: i32, addr: usize, pkey: u32) {
     report_crash(sig, code, addr, pkey);
     // SAFETY: signal() with SIG_DFL and tgkill on ourselves are async-signal-safe. The signal is
     // blocked while the handler runs, so it is delivered (with the default action) on return; a
@@ -200,7 +200,7 @@ fn die_from_handler(sig: i32, code: i32, addr: usize, pkey: u32) {
 ///
 /// # Safety
 /// `ctx` must be the ucontext of an SA_SIGINFO handler.
-unsafe fn frame_pkru(ctx: *mut libc::c_void) -> (*mut u8, Option<u32>, u64) {
+pub(crate) unsafe fn frame_pkru(ctx: *mut libc::c_void) -> (*mut u8, Option<u32>, u64) {
     let uc = ctx.cast::<libc::ucontext_t>();
     // SAFETY: ctx is the ucontext the kernel built for this handler.
     let fp = unsafe { (*uc).uc_mcontext.fpregs }.cast::<u8>();

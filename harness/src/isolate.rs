@@ -23,6 +23,8 @@ pub struct Options {
     pub iteration: u32,
     /// Multiplier for every case's time limit (slow emulators).
     pub timeout_scale: f64,
+    /// How long each explorer case runs (`--explore-time`; `None`: its fixed step budget).
+    pub explore_time: Option<Duration>,
 }
 
 impl Default for Options {
@@ -31,6 +33,7 @@ impl Default for Options {
             seed: 0,
             iteration: 0,
             timeout_scale: 1.0,
+            explore_time: None,
         }
     }
 }
@@ -75,6 +78,7 @@ fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
         local: Vec::new(),
         seed: opts.seed,
         iteration: opts.iteration,
+        explore_time: opts.explore_time,
         caps: caps.clone(),
         wrong: case.wrong,
         id: case.id.clone(),

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 #![cfg(target_arch = "x86_64")]
 
+pub mod arena;
 pub mod case;
 pub mod cpu;
 pub mod fault;

@@ -205,8 +205,20 @@ pub fn fork_run(f: impl FnOnce() -> i32) -> Result<i32, Errno> {
 /// the exec cases: a freshly exec'd process must start with `init_pkru`).
 pub const PRINT_PKRU_ENV: &str = "PKEYS_PRINT_PKRU";
 
-/// If [`PRINT_PKRU_ENV`] is set, print `pkru=0x...` and exit 0. Called first thing by the suite.
+/// Environment variable that makes the suite binary print its PKRU and the key its first
+/// `pkey_alloc(0, 0)` returns (`pkru=0x... first_key=N`, N the errno negated on failure) and
+/// exit: the explorer's `execve` step.
+pub const PRINT_EXEC_STATE_ENV: &str = "PKEYS_PRINT_EXEC_STATE";
+
+/// If [`PRINT_PKRU_ENV`] is set, print `pkru=0x...` and exit 0; if [`PRINT_EXEC_STATE_ENV`] is,
+/// print the PKRU and the first key allocated. Called first thing by the suite.
 pub fn print_pkru_if_requested() {
+    if std::env::var_os(PRINT_EXEC_STATE_ENV).is_some() {
+        let pkru = crate::pkru::rdpkru();
+        let key = pkey_alloc_raw(0, 0).unwrap_or_else(|e| -(e as i32));
+        println!("pkru={pkru:#010x} first_key={key}");
+        std::process::exit(0);
+    }
     if std::env::var_os(PRINT_PKRU_ENV).is_some() {
         let c = crate::cpu::probe();
         if c.ospke {

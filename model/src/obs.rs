@@ -88,6 +88,8 @@ pub enum Outcome {
     Smaps(String),
     /// A forked child or thread ended with this status (0 = ran every step).
     Ended(i32),
+    /// The executor could not run the step (never predicted by the model).
+    NotRun(String),
     /// The exec'd program's PKRU and the key its first `pkey_alloc` returned.
     Exec {
         /// PKRU at start.
@@ -160,6 +162,7 @@ impl fmt::Display for Outcome {
                 "handler ran with PKRU {handler_pkru:#010x}, saved PKRU {saved_pkru:#010x}"
             ),
             Outcome::Smaps(s) => write!(f, "smaps [{s}]"),
+            Outcome::NotRun(why) => write!(f, "not run: {why}"),
             Outcome::Ended(0) => f.write_str("ran every step and exited 0"),
             Outcome::Ended(s) => write!(f, "ended with status {s}"),
             Outcome::Exec { pkru, first_key } => {

@@ -5,7 +5,8 @@
 //! instead of the conformance cases), `--inject-panic` (guests only: crash the kernel after the
 //! selected cases, to test the runner), `--seed N` (random key choice and key churn, printed in the
 //! header so a run can be reproduced), `--iterations N` (repeat the whole list, like the C
-//! selftest's rounds), `--timeout-scale F`, `--user UID` (as root: run as that unprivileged user).
+//! selftest's rounds), `--timeout-scale F`, `--user UID` (as root: run as that unprivileged user),
+//! `--explore-time DUR` (the `explore::*` cases run sequences for that long: soak mode).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -54,6 +55,18 @@ pub fn main_entry() -> ExitCode {
         seed: extra.seed,
         iteration: 0,
         timeout_scale: extra.timeout_scale,
+        explore_time: extra.explore_time,
+    };
+    // Soak mode: each explorer case runs for --explore-time, so its time limit follows.
+    let cases = match extra.explore_time {
+        Some(t) => cases
+            .into_iter()
+            .map(|c| match c.id.starts_with("explore::") {
+                true => c.with_timeout(t + std::time::Duration::from_secs(120)),
+                false => c,
+            })
+            .collect(),
+        None => cases,
     };
     if extra.inject_panic && std::env::var_os("PKEYS_GUEST").is_none() {
         eprintln!(

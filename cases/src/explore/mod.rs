@@ -1,0 +1,373 @@
+//! Model-based exploration: random sequences of pkeys, memory-map, access, kernel-access,
+//! signal and process operations, run against the kernel one forked process per sequence, and
+//! checked step by step against the reference model in `pkeys-model`. A disagreement is shrunk
+//! by proptest to a minimal sequence and reported as FAIL with the seed, the shrunk steps and
+//! the first step where the kernel and the model disagree.
+//!
+//! Each case is one family of operations, so a FAIL says where to look. With the suite's fixed
+//! budget ([`SEQUENCES`] sequences of up to [`MAX_STEPS`] steps per family) the sequences are a
+//! function of `--seed` and the iteration (`--seed S` replays them, and the failure message
+//! prints the seed to replay); `--explore-time 10m` runs batch after batch for that long.
+//!
+//! References: pkeys(7), pkey_alloc(2), pkey_mprotect(2), mprotect(2), mmap(2), mremap(2),
+//! madvise(2), process_vm_readv(2), proc(5), fork(2), clone(2), execve(2), sigaction(2), and
+//! kernel `Documentation/core-api/protection-keys.rst`; `docs/model.md` lists every rule of the
+//! model and its source. No upstream suite explores: the kernel's `protection_keys.c` runs fixed
+//! tests in random order (`test_*` with `pkey_assert`), syzkaller generates sequences without an
+//! oracle; this ports the former's checks into a model and the latter's idea into the suite.
+
+mod exec;
+mod sequences;
+
+use crate::util::init_pkru;
+use sequences::{Available, Kind};
+use pkeys_harness::arena::Arena;
+use pkeys_harness::isolate::{self, Options};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, Verdict};
+use pkeys_model::op::{FILE_PAGES, PAGES};
+use pkeys_model::{Config, Model, Op, Step};
+use proptest::test_runner::{
+    Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
+};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sequences per family and run (the matrix budget).
+pub const SEQUENCES: u32 = 24;
+/// Longest sequence generated.
+pub const MAX_STEPS: usize = 24;
+
+/// The families: a name and its mix of step kinds (weights).
+pub const FAMILIES: &[(&str, &[(u32, Kind)])] = &[
+    (
+        "keys",
+        &[
+            (3, Kind::Alloc),
+            (2, Kind::Free),
+            (4, Kind::PkeyMprotect),
+            (2, Kind::Mprotect),
+            (2, Kind::Wrpkru),
+            (6, Kind::Access),
+            (1, Kind::Mmap),
+            (1, Kind::Smaps),
+        ],
+    ),
+    (
+        "vma",
+        &[
+            (3, Kind::Mmap),
+            (2, Kind::Munmap),
+            (3, Kind::Mprotect),
+            (3, Kind::PkeyMprotect),
+            (3, Kind::Mremap),
+            (2, Kind::DontNeed),
+            (4, Kind::Access),
+            (2, Kind::Smaps),
+            (1, Kind::Alloc),
+        ],
+    ),
+    (
+        "kernel_access",
+        &[
+            (4, Kind::KernelCopy),
+            (2, Kind::ProcessVm),
+            (2, Kind::ProcMem),
+            (2, Kind::Alloc),
+            (3, Kind::PkeyMprotect),
+            (1, Kind::Mprotect),
+            (1, Kind::Wrpkru),
+            (2, Kind::Access),
+            (1, Kind::Mmap),
+            (1, Kind::Free),
+        ],
+    ),
+    (
+        "signals",
+        &[
+            (3, Kind::Signal),
+            (2, Kind::Wrpkru),
+            (2, Kind::Alloc),
+            (2, Kind::PkeyMprotect),
+            (3, Kind::Access),
+            (1, Kind::Mprotect),
+        ],
+    ),
+    (
+        "inherit",
+        &[
+            (3, Kind::Child),
+            (1, Kind::Execve),
+            (2, Kind::Alloc),
+            (1, Kind::Free),
+            (1, Kind::Wrpkru),
+            (1, Kind::Mprotect),
+            (2, Kind::PkeyMprotect),
+            (2, Kind::Access),
+            (1, Kind::Signal),
+            (1, Kind::Mmap),
+        ],
+    ),
+    (
+        "mixed",
+        &[
+            (2, Kind::Alloc),
+            (1, Kind::Free),
+            (3, Kind::PkeyMprotect),
+            (2, Kind::Mprotect),
+            (2, Kind::Mmap),
+            (1, Kind::Munmap),
+            (2, Kind::Mremap),
+            (1, Kind::DontNeed),
+            (1, Kind::Wrpkru),
+            (4, Kind::Access),
+            (1, Kind::KernelCopy),
+            (1, Kind::ProcessVm),
+            (1, Kind::ProcMem),
+            (1, Kind::Signal),
+            (1, Kind::Smaps),
+            (1, Kind::Child),
+        ],
+    ),
+];
+
+/// The cases of this module: `explore::<family>`.
+pub fn cases() -> Vec<Case> {
+    FAMILIES
+        .iter()
+        .enumerate()
+        .map(|(i, (name, mix))| {
+            Case::new(format!("explore::{name}"), Needs::PKEYS, move |c| {
+                explore(c, i, mix)
+            })
+            .with_timeout(Duration::from_secs(120))
+        })
+        .collect()
+}
+
+/// Where the kernel and the model first disagreed in one sequence.
+#[derive(Debug, Clone)]
+struct Mismatch {
+    label: String,
+    op: String,
+    expected: String,
+    got: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "step {} `{}`: expected {}; got {}",
+            self.label, self.op, self.expected, self.got
+        )
+    }
+}
+
+/// The fixed part of one run: the machine, the model's configuration, what may be generated.
+struct Explorer {
+    caps: pkeys_harness::probe::Caps,
+    cfg: Config,
+    avail: Available,
+}
+
+impl Explorer {
+    /// Plan `ops` with the model, run the plan in a forked process, compare.
+    fn check(&self, ops: &[Op]) -> Result<Vec<Step>, (Vec<Step>, Mismatch)> {
+        let steps = Model::new(self.cfg).plan(ops);
+        let shared = Arc::new(steps.clone());
+        let memfd = self.avail.memfd;
+        let mut needs = Needs::NONE;
+        for (f, on) in [
+            (Feature::Memfd, self.avail.memfd),
+            (Feature::ProcessVm, self.avail.process_vm),
+            (Feature::Smaps, self.avail.smaps),
+            (Feature::Madvise, self.avail.madvise),
+        ] {
+            if on {
+                needs = needs.feature(f);
+            }
+        }
+        let case = Case::new("explore-sequence", needs, move |c| {
+            let arena = Arena::new(PAGES, FILE_PAGES, memfd).map_err(Stop::Fail)?;
+            exec::run_steps(c, &arena, &shared);
+            Ok(())
+        })
+        .with_timeout(Duration::from_secs(30));
+        let report = isolate::run(&case, &self.caps, &Options::default());
+        let got: Vec<(&str, &str)> = report
+            .diagnostics
+            .iter()
+            .filter_map(|d| d.strip_prefix("O "))
+            .filter_map(|d| d.split_once(' '))
+            .collect();
+        for s in steps.iter().flat_map(Step::flatten) {
+            let expected = s.expect.to_string();
+            let seen = got.iter().find(|(l, _)| *l == s.label).map(|(_, g)| *g);
+            if seen == Some(expected.as_str()) {
+                continue;
+            }
+            let got = match seen {
+                Some(g) => g.to_string(),
+                None => {
+                    let why: Vec<&String> = report
+                        .diagnostics
+                        .iter()
+                        .filter(|d| !d.starts_with("O ") && !d.starts_with("left behind"))
+                        .collect();
+                    format!(
+                        "no observation: the sequence's process ended {}{}",
+                        report.verdict,
+                        if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", why.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "))
+                        }
+                    )
+                }
+            };
+            let m = Mismatch {
+                label: s.label.clone(),
+                op: s.op.to_string(),
+                expected,
+                got,
+            };
+            return Err((steps, m));
+        }
+        match report.verdict {
+            Verdict::Pass => Ok(steps),
+            v => {
+                let m = Mismatch {
+                    label: "end".into(),
+                    op: "the sequence's process exits".into(),
+                    expected: "PASS".into(),
+                    got: v.to_string(),
+                };
+                Err((steps, m))
+            }
+        }
+    }
+}
+
+fn rng_for(seed: u64, family: usize) -> TestRng {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[8..16].copy_from_slice(&(family as u64).to_le_bytes());
+    bytes[16..24].copy_from_slice(b"pkeysexp");
+    TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+}
+
+fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)]) -> Outcome {
+    let absent = |f| ctx.caps.features.absent(f).is_none();
+    let avail = Available {
+        memfd: absent(Feature::Memfd),
+        process_vm: absent(Feature::ProcessVm),
+        smaps: absent(Feature::Smaps),
+        madvise: absent(Feature::Madvise),
+    };
+    let file_exec = Arena::new(1, 1, false)
+        .map_err(|e| Stop::Fail(format!("arena: {e}")))?
+        .file_exec();
+    let ex = Explorer {
+        caps: ctx.caps.clone(),
+        cfg: Config {
+            init_pkru: init_pkru(ctx),
+            file_exec,
+        },
+        avail,
+    };
+    if !file_exec {
+        ctx.diag("the temporary file's filesystem is noexec: no PROT_EXEC file mappings");
+    }
+    let strategy = sequences::sequences(mix, avail, MAX_STEPS);
+    let run_seed = ctx.seed.wrapping_add(u64::from(ctx.iteration));
+    let until = ctx.explore_time.map(|t| Instant::now() + t);
+    let (mut batch, mut total) = (0u64, 0u64);
+    loop {
+        let seed = run_seed.wrapping_add(batch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let config = RunnerConfig {
+            cases: SEQUENCES,
+            max_shrink_iters: 400,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        };
+        let mut runner = TestRunner::new_with_rng(config, rng_for(seed, family));
+        let calls = Cell::new(0u64);
+        let first_fail = Cell::new(None::<u64>);
+        let result = runner.run(&strategy, |ops| {
+            calls.set(calls.get() + 1);
+            match ex.check(&ops) {
+                Ok(_) => Ok(()),
+                Err((_, m)) => {
+                    if first_fail.get().is_none() {
+                        first_fail.set(Some(calls.get()));
+                    }
+                    Err(TestCaseError::fail(m.to_string()))
+                }
+            }
+        });
+        match result {
+            Ok(()) => {
+                total += u64::from(SEQUENCES);
+            }
+            Err(TestError::Fail(_, minimal)) => {
+                return Err(report_failure(
+                    ctx,
+                    &ex,
+                    seed,
+                    total + first_fail.get().unwrap_or(0),
+                    calls.get(),
+                    &minimal,
+                ));
+            }
+            Err(TestError::Abort(why)) => {
+                return Err(Stop::Fail(format!("explorer aborted: {why}")));
+            }
+        }
+        batch += 1;
+        if until.is_none_or(|u| Instant::now() >= u) {
+            break;
+        }
+    }
+    ctx.diag(format!(
+        "{total} sequence(s) of up to {MAX_STEPS} steps agreed with the model (seed {run_seed}, {batch} batch(es))"
+    ));
+    Ok(())
+}
+
+fn report_failure(
+    ctx: &mut Ctx,
+    ex: &Explorer,
+    seed: u64,
+    at: u64,
+    runs: u64,
+    minimal: &[Op],
+) -> Stop {
+    ctx.diag(format!(
+        "seed {seed}: sequence {at} disagreed with the model; shrunk to {} step(s) in {} run(s). Replay: pkeys-suite --exact {} --seed {seed}",
+        minimal.len(),
+        runs.saturating_sub(at),
+        ctx.id
+    ));
+    match ex.check(minimal) {
+        Ok(steps) => {
+            print_steps(ctx, &steps);
+            Stop::Fail(format!(
+                "seed {seed}: a sequence disagreed with the model, but its shrunk form ran clean when repeated (not reproducible)"
+            ))
+        }
+        Err((steps, m)) => {
+            print_steps(ctx, &steps);
+            Stop::Fail(format!("seed {seed}, shrunk sequence: {m}"))
+        }
+    }
+}
+
+fn print_steps(ctx: &mut Ctx, steps: &[Step]) {
+    for s in steps {
+        ctx.diag(format!("  {}. {}  =>  {}", s.label, s.op, s.expect));
+        for sub in &s.sub {
+            ctx.diag(format!("    {}. {}  =>  {}", sub.label, sub.op, sub.expect));
+        }
+    }
+}

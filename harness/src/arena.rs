@@ -1,0 +1,560 @@
+//! The explorer's arena: a window of adjacent pages that an [`Arena`] owns, and every operation
+//! the explorer runs on it, each safe by contract because it can only name pages of the window.
+//!
+//! Accesses are probes that survive their fault: a load, store or call that faults is recorded
+//! (`si_code`, `si_addr`, `si_pkey`, the handler's PKRU, the frame's saved PKRU) and resumed at
+//! the probe's return, as the kernel's exception tables do for `copy_from_user`. So one
+//! sequence can take any number of faults of any kind, and each is one observation.
+//!
+//! # References
+//! mmap(2), mprotect(2), pkey_mprotect(2), mremap(2), madvise(2), munmap(2), read(2), write(2),
+//! process_vm_readv(2), proc(5) (`/proc/PID/mem`, `/proc/PID/smaps`), sigaction(2).
+
+use crate::sys::Errno;
+use crate::{fault, pkru, sys};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+
+std::arch::global_asm!(
+    ".pushsection .text.pkeys_arena_probes,\"ax\",@progbits",
+    ".globl pkeys_arena_load",
+    "pkeys_arena_load:",
+    "movzx eax, byte ptr [rdi]",
+    "ret",
+    ".globl pkeys_arena_store",
+    "pkeys_arena_store:",
+    "mov byte ptr [rdi], sil",
+    "ret",
+    ".popsection",
+);
+
+unsafe extern "C" {
+    fn pkeys_arena_load(addr: usize) -> u32;
+    fn pkeys_arena_store(addr: usize, val: u8);
+}
+
+/// What backs a mapping made by [`Arena::mmap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// Anonymous memory.
+    Anon,
+    /// The arena's temporary file, at the offset of the page mapped.
+    File,
+    /// The arena's memfd, at the offset of the page mapped.
+    Memfd,
+}
+
+/// A fault taken by a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeFault {
+    /// `si_code`.
+    pub code: i32,
+    /// `si_addr`.
+    pub addr: usize,
+    /// `si_pkey`.
+    pub pkey: u32,
+    /// RDPKRU inside the handler.
+    pub handler_pkru: u32,
+    /// PKRU saved in the frame; 0 when XSTATE_BV says PKRU was in its init state.
+    pub saved_pkru: u32,
+}
+
+/// What the SIGUSR1 handler of [`Arena::signal`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerSeen {
+    /// RDPKRU inside the handler.
+    pub handler_pkru: u32,
+    /// PKRU saved in the frame (0 for the init state).
+    pub saved_pkru: u32,
+}
+
+static PROBING: AtomicBool = AtomicBool::new(false);
+static WINDOW: AtomicUsize = AtomicUsize::new(0);
+static WINDOW_LEN: AtomicUsize = AtomicUsize::new(0);
+static FAULTED: AtomicBool = AtomicBool::new(false);
+static F_CODE: AtomicI32 = AtomicI32::new(0);
+static F_ADDR: AtomicUsize = AtomicUsize::new(0);
+static F_PKEY: AtomicU32 = AtomicU32::new(0);
+static F_IN: AtomicU32 = AtomicU32::new(0);
+static F_SAVED: AtomicU32 = AtomicU32::new(0);
+static EDIT: AtomicBool = AtomicBool::new(false);
+static EDIT_TO: AtomicU32 = AtomicU32::new(0);
+
+/// The saved PKRU as sigreturn will load it: the value when XSTATE_BV bit 9 is set, else 0.
+fn saved_value(saved: Option<u32>, bv: u64) -> u32 {
+    match saved {
+        Some(v) if bv & fault::XSTATE_PKRU != 0 => v,
+        _ => 0,
+    }
+}
+
+extern "C" fn on_probe_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let (code, addr, pkey) = unsafe { fault::siginfo_fields(info) };
+    let uc = ctx.cast::<libc::ucontext_t>();
+    // SAFETY: ctx is this handler's ucontext; gregs is plain data in it.
+    let gregs = unsafe { &mut (*uc).uc_mcontext.gregs };
+    let rip = gregs[libc::REG_RIP as usize] as usize;
+    let (base, len) = (
+        WINDOW.load(Ordering::SeqCst),
+        WINDOW_LEN.load(Ordering::SeqCst),
+    );
+    let in_window = (base..base + len).contains(&addr);
+    let probe = rip == pkeys_arena_load as *const () as usize
+        || rip == pkeys_arena_store as *const () as usize
+        || rip == addr;
+    if !(PROBING.load(Ordering::SeqCst) && in_window && probe) {
+        fault::die_from_handler(sig, code, addr, pkey);
+        return;
+    }
+    let handler_pkru = pkru::rdpkru();
+    // SAFETY: ctx is this handler's ucontext.
+    let (_, saved, bv) = unsafe { fault::frame_pkru(ctx) };
+    F_CODE.store(code, Ordering::SeqCst);
+    F_ADDR.store(addr, Ordering::SeqCst);
+    F_PKEY.store(pkey, Ordering::SeqCst);
+    F_IN.store(handler_pkru, Ordering::SeqCst);
+    F_SAVED.store(saved_value(saved, bv), Ordering::SeqCst);
+    FAULTED.store(true, Ordering::SeqCst);
+    // Resume as if the probe had returned: every probe is entered by a `call` whose return
+    // address is on top of the stack (the load and store routines fault on their first
+    // instruction; a call into the arena faults fetching the target).
+    let rsp = gregs[libc::REG_RSP as usize] as usize;
+    // SAFETY: rsp points at the return address the probe's call pushed, on this thread's stack.
+    let ret = unsafe { (rsp as *const u64).read() };
+    gregs[libc::REG_RIP as usize] = ret as i64;
+    gregs[libc::REG_RSP as usize] = (rsp + 8) as i64;
+    gregs[libc::REG_RAX as usize] = 0;
+}
+
+extern "C" fn on_usr1(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let handler_pkru = pkru::rdpkru();
+    // SAFETY: ctx is this handler's ucontext.
+    let (fp, saved, bv) = unsafe { fault::frame_pkru(ctx) };
+    F_IN.store(handler_pkru, Ordering::SeqCst);
+    F_SAVED.store(saved_value(saved, bv), Ordering::SeqCst);
+    if EDIT.load(Ordering::SeqCst) && saved.is_some() {
+        let off = crate::cpu::probe().xsave_pkru_offset as usize;
+        // SAFETY: fp is the frame's XSAVE area, which holds the PKRU component at `off` (its
+        // presence was checked by frame_pkru); setting XSTATE_BV bit 9 makes XRSTOR load it.
+        unsafe {
+            fp.add(off)
+                .cast::<u32>()
+                .write_unaligned(EDIT_TO.load(Ordering::SeqCst));
+            let bvp = fp.add(fault::XSTATE_BV_OFFSET).cast::<u64>();
+            bvp.write_unaligned(bvp.read_unaligned() | fault::XSTATE_PKRU);
+        }
+    }
+}
+
+/// A window of `pages` adjacent pages, first mapped private, anonymous and read-write with key
+/// 0, plus a temporary file and (optionally) a memfd of `file_pages` pages each to map from.
+/// While it lives, SIGSEGV goes to the probe handler (any fault that is not a probe's is still
+/// reported as a crash) and SIGUSR1 to the handler of [`Arena::signal`].
+#[derive(Debug)]
+pub struct Arena {
+    base: usize,
+    pages: usize,
+    page: usize,
+    file: i32,
+    memfd: Option<i32>,
+    file_exec: bool,
+}
+
+fn check(r: libc::c_int) -> Result<(), Errno> {
+    if r < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+impl Arena {
+    /// Map the window and create the files (`memfd` false on a kernel without memfd_create).
+    pub fn new(pages: usize, file_pages: usize, memfd: bool) -> Result<Arena, String> {
+        let page = sys::page_size();
+        let len = pages * page;
+        // SAFETY: a fresh mapping chosen by the kernel; nothing else refers to it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap of the arena: {}", Errno::last()));
+        }
+        let file = crate::mem::temp_fd(file_pages * page)?;
+        let memfd = if memfd {
+            let name = c"pkeys-explore";
+            // SAFETY: memfd_create with a NUL-terminated name; ftruncate on the new fd.
+            let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(format!("memfd_create: {}", Errno::last()));
+            }
+            // SAFETY: as above.
+            check(unsafe { libc::ftruncate(fd, (file_pages * page) as i64) })
+                .map_err(|e| format!("ftruncate memfd: {e}"))?;
+            Some(fd)
+        } else {
+            None
+        };
+        // Can the file be mapped executable (not on a noexec mount)? PROT_READ too: a plain
+        // PROT_EXEC mapping would allocate the execute-only key.
+        // SAFETY: a fresh mapping chosen by the kernel, unmapped at once.
+        let file_exec = unsafe {
+            let q = libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_EXEC,
+                libc::MAP_SHARED,
+                file,
+                0,
+            );
+            q != libc::MAP_FAILED && libc::munmap(q, page) == 0
+        };
+        fault::init_layout();
+        WINDOW.store(p as usize, Ordering::SeqCst);
+        WINDOW_LEN.store(len, Ordering::SeqCst);
+        fault::install(libc::SIGSEGV, on_probe_fault, libc::SA_ONSTACK);
+        fault::install(libc::SIGUSR1, on_usr1, 0);
+        Ok(Arena {
+            base: p as usize,
+            pages,
+            page,
+            file,
+            memfd,
+            file_exec,
+        })
+    }
+
+    /// Whether the temporary file can be mapped with PROT_EXEC.
+    pub fn file_exec(&self) -> bool {
+        self.file_exec
+    }
+
+    /// Address of the window.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// The page size.
+    pub fn page_size(&self) -> usize {
+        self.page
+    }
+
+    /// The arena page of `addr` and the offset in it, if `addr` is in the window.
+    pub fn page_of(&self, addr: usize) -> Option<(usize, usize)> {
+        (addr >= self.base && addr < self.base + self.pages * self.page)
+            .then(|| ((addr - self.base) / self.page, (addr - self.base) % self.page))
+    }
+
+    fn range(&self, first: usize, n: usize) -> (usize, usize) {
+        assert!(
+            n > 0 && first + n <= self.pages,
+            "pages {first}..{} outside the arena of {}",
+            first + n,
+            self.pages
+        );
+        (self.base + first * self.page, n * self.page)
+    }
+
+    fn at(&self, page: usize) -> usize {
+        self.range(page, 1).0
+    }
+
+    /// `mmap(MAP_FIXED)` of `n` pages at page `first`: `shared` picks MAP_SHARED; a file or
+    /// memfd is mapped at the offset of page `first`.
+    pub fn mmap(
+        &self,
+        first: usize,
+        n: usize,
+        backing: Backing,
+        shared: bool,
+        prot: i32,
+    ) -> Result<(), Errno> {
+        let (addr, len) = self.range(first, n);
+        let mut flags = libc::MAP_FIXED
+            | if shared {
+                libc::MAP_SHARED
+            } else {
+                libc::MAP_PRIVATE
+            };
+        let fd = match backing {
+            Backing::Anon => {
+                flags |= libc::MAP_ANONYMOUS;
+                -1
+            }
+            Backing::File => self.file,
+            Backing::Memfd => self.memfd.ok_or(Errno::ENOSYS)?,
+        };
+        let off = if fd < 0 { 0 } else { (first * self.page) as i64 };
+        // SAFETY: MAP_FIXED inside the window this arena owns; nothing outside it changes and no
+        // Rust reference points into it.
+        let p = unsafe { libc::mmap(addr as *mut _, len, prot, flags, fd, off) };
+        if p == libc::MAP_FAILED {
+            Err(Errno::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `munmap` of pages of the window.
+    pub fn munmap(&self, first: usize, n: usize) -> Result<(), Errno> {
+        let (addr, len) = self.range(first, n);
+        // SAFETY: unmaps pages of the window this arena owns (the window stays reserved for it).
+        check(unsafe { libc::munmap(addr as *mut _, len) })
+    }
+
+    /// `pkey_mprotect` of pages of the window (`key` -1 is `mprotect`).
+    pub fn pkey_mprotect(&self, first: usize, n: usize, prot: i32, key: i32) -> Result<(), Errno> {
+        let (addr, len) = self.range(first, n);
+        sys::pkey_mprotect(addr, len, prot, key)
+    }
+
+    /// `mprotect` of pages of the window.
+    pub fn mprotect(&self, first: usize, n: usize, prot: i32) -> Result<(), Errno> {
+        let (addr, len) = self.range(first, n);
+        sys::mprotect(addr, len, prot)
+    }
+
+    /// `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)` from pages of the window to pages of the window.
+    pub fn mremap(&self, src: usize, n: usize, dst: usize, new_n: usize) -> Result<(), Errno> {
+        let (from, old_len) = self.range(src, n);
+        let (to, new_len) = self.range(dst, new_n);
+        // SAFETY: both ranges lie in the window this arena owns.
+        let p = unsafe {
+            libc::mremap(
+                from as *mut _,
+                old_len,
+                new_len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                to as *mut libc::c_void,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            Err(Errno::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `madvise(MADV_DONTNEED)` of pages of the window.
+    pub fn dontneed(&self, first: usize, n: usize) -> Result<(), Errno> {
+        let (addr, len) = self.range(first, n);
+        sys::madvise(addr, len, libc::MADV_DONTNEED)
+    }
+
+    fn probe<T>(f: impl FnOnce() -> T) -> Result<T, ProbeFault> {
+        FAULTED.store(false, Ordering::SeqCst);
+        PROBING.store(true, Ordering::SeqCst);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        let v = f();
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        PROBING.store(false, Ordering::SeqCst);
+        if FAULTED.load(Ordering::SeqCst) {
+            Err(ProbeFault {
+                code: F_CODE.load(Ordering::SeqCst),
+                addr: F_ADDR.load(Ordering::SeqCst),
+                pkey: F_PKEY.load(Ordering::SeqCst),
+                handler_pkru: F_IN.load(Ordering::SeqCst),
+                saved_pkru: F_SAVED.load(Ordering::SeqCst),
+            })
+        } else {
+            Ok(v)
+        }
+    }
+
+    /// Load the first byte of a page.
+    pub fn load(&self, page: usize) -> Result<u8, ProbeFault> {
+        let a = self.at(page);
+        // SAFETY: the load routine reads one byte at an address of the window; if the access
+        // faults, the probe handler resumes at its return with the fault recorded.
+        Self::probe(|| unsafe { pkeys_arena_load(a) } as u8)
+    }
+
+    /// Store a byte at the start of a page.
+    pub fn store(&self, page: usize, val: u8) -> Result<(), ProbeFault> {
+        let a = self.at(page);
+        // SAFETY: as in `load`; the window holds no Rust-visible data.
+        Self::probe(|| unsafe { pkeys_arena_store(a, val) })
+    }
+
+    /// Call the start of a page. Refused (`None`) when the page is executable (`/proc/self/maps`)
+    /// and its first byte is not `ret` (0xC3, as `/proc/self/mem` shows it): such a call could
+    /// run anything. A page that is unmapped or not executable faults on the fetch.
+    pub fn call(&self, page: usize) -> Option<Result<(), ProbeFault>> {
+        let a = self.at(page);
+        if executable(a) && self.mem_read(page).1 != Some(0xc3) {
+            return None;
+        }
+        // SAFETY: the target is either unmapped, not executable (the fetch faults and the probe
+        // handler returns to the caller) or holds a single `ret`.
+        Some(Self::probe(|| unsafe {
+            let f: extern "C" fn() = std::mem::transmute(a);
+            f()
+        }))
+    }
+
+    /// `read()` into the page from a pipe holding `val`: the call's result and what the pipe
+    /// still holds afterwards.
+    pub fn kernel_read_into(&self, page: usize, val: u8) -> (Result<usize, Errno>, Option<u8>) {
+        let a = self.at(page);
+        let Ok((rd, wr)) = pipe() else {
+            return (Err(Errno::last()), None);
+        };
+        let _ = sys::write_from(wr, &val, 1);
+        let r = sys::read_into(rd, a as *mut u8, 1);
+        let left = drain_one(rd);
+        sys::close(rd);
+        sys::close(wr);
+        (r, left)
+    }
+
+    /// `write()` of the page's first byte into a pipe: the result and the byte the pipe got.
+    pub fn kernel_write_from(&self, page: usize) -> (Result<usize, Errno>, Option<u8>) {
+        let a = self.at(page);
+        let Ok((rd, wr)) = pipe() else {
+            return (Err(Errno::last()), None);
+        };
+        let r = sys::write_from(wr, a as *const u8, 1);
+        let got = drain_one(rd);
+        sys::close(rd);
+        sys::close(wr);
+        (r, got)
+    }
+
+    /// `process_vm_readv` of the page's first byte from this very process.
+    pub fn pvm_read(&self, page: usize) -> (Result<usize, Errno>, Option<u8>) {
+        let mut b = 0u8;
+        let local = [(&mut b as *mut u8 as usize, 1)];
+        let r = sys::process_vm_readv(sys::getpid(), &local, &[(self.at(page), 1)]);
+        let byte = r.is_ok().then_some(b);
+        (r, byte)
+    }
+
+    /// `process_vm_writev` of `val` into the page of this very process.
+    pub fn pvm_write(&self, page: usize, val: u8) -> Result<usize, Errno> {
+        let local = [(&val as *const u8 as usize, 1)];
+        sys::process_vm_writev(sys::getpid(), &local, &[(self.at(page), 1)])
+    }
+
+    fn proc_mem() -> Result<i32, Errno> {
+        // SAFETY: open with a NUL-terminated path. Opened per access: the file is bound to the
+        // mm of the process that opens it, and a forked child must reach its own.
+        let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 { Err(Errno::last()) } else { Ok(fd) }
+    }
+
+    /// `pread` of `/proc/self/mem` at the page: the result and the byte read.
+    pub fn mem_read(&self, page: usize) -> (Result<usize, Errno>, Option<u8>) {
+        let fd = match Self::proc_mem() {
+            Ok(fd) => fd,
+            Err(e) => return (Err(e), None),
+        };
+        let mut b = 0u8;
+        let r = sys::pread_into(fd, &mut b, 1, self.at(page) as i64);
+        sys::close(fd);
+        let byte = r.is_ok().then_some(b);
+        (r, byte)
+    }
+
+    /// `pwrite` of `val` to `/proc/self/mem` at the page.
+    pub fn mem_write(&self, page: usize, val: u8) -> Result<usize, Errno> {
+        let fd = Self::proc_mem()?;
+        let r = sys::pwrite_from(fd, &val, 1, self.at(page) as i64);
+        sys::close(fd);
+        r
+    }
+
+    /// Raise SIGUSR1 on the calling thread; the handler records its PKRU and the saved one and,
+    /// with `edit`, replaces the saved PKRU (sigreturn then loads it). The shadow PKRU follows.
+    pub fn signal(&self, edit: Option<u32>) -> HandlerSeen {
+        EDIT.store(edit.is_some(), Ordering::SeqCst);
+        EDIT_TO.store(edit.unwrap_or(0), Ordering::SeqCst);
+        sys::raise(libc::SIGUSR1);
+        EDIT.store(false, Ordering::SeqCst);
+        pkru::sync_shadow();
+        HandlerSeen {
+            handler_pkru: F_IN.load(Ordering::SeqCst),
+            saved_pkru: F_SAVED.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Each page of the window as `/proc/self/smaps` describes it: `-` where nothing is mapped,
+    /// else the permissions column and `k` with `ProtectionKey:` (`k?` when the field is absent).
+    pub fn smaps(&self) -> Result<String, String> {
+        let text = std::fs::read_to_string("/proc/self/smaps")
+            .map_err(|e| format!("read /proc/self/smaps: {e}"))?;
+        let mut words = vec![String::from("-"); self.pages];
+        let mut current: Option<(usize, usize, String)> = None;
+        let fill = |cur: &Option<(usize, usize, String)>, key: &str, words: &mut Vec<String>| {
+            if let Some((a, b, perms)) = cur {
+                for (i, w) in words.iter_mut().enumerate() {
+                    let p = self.base + i * self.page;
+                    if (*a..*b).contains(&p) {
+                        *w = format!("{perms}k{key}");
+                    }
+                }
+            }
+        };
+        let mut key = String::from("?");
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            if let (Some(range), Some(perms)) = (it.next(), it.next())
+                && let Some((a, b)) = range.split_once('-')
+                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                fill(&current, &key, &mut words);
+                current = Some((a, b, perms.to_string()));
+                key = "?".into();
+            } else if let Some(v) = line.strip_prefix("ProtectionKey:") {
+                key = v.trim().to_string();
+            }
+        }
+        fill(&current, &key, &mut words);
+        Ok(words.join(" "))
+    }
+}
+
+/// Whether `/proc/self/maps` shows `addr` in an executable mapping.
+fn executable(addr: usize) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/maps") else {
+        return true;
+    };
+    text.lines().any(|line| {
+        let mut it = line.split_whitespace();
+        matches!((it.next(), it.next()), (Some(range), Some(perms))
+            if range.split_once('-').is_some_and(|(a, b)| {
+                let (a, b) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16));
+                matches!((a, b), (Ok(a), Ok(b)) if (a..b).contains(&addr))
+            }) && perms.as_bytes().get(2) == Some(&b'x'))
+    })
+}
+
+fn pipe() -> Result<(i32, i32), Errno> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 with a valid array.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    Ok((fds[0], fds[1]))
+}
+
+fn drain_one(fd: i32) -> Option<u8> {
+    let mut b = 0u8;
+    matches!(sys::read_into(fd, &mut b, 1), Ok(1)).then_some(b)
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the window this arena owns and closes its files.
+        unsafe {
+            libc::munmap(self.base as *mut _, self.pages * self.page);
+            libc::close(self.file);
+            if let Some(fd) = self.memfd {
+                libc::close(fd);
+            }
+        }
+        PROBING.store(false, Ordering::SeqCst);
+        WINDOW_LEN.store(0, Ordering::SeqCst);
+        fault::install_crash_handlers();
+    }
+}
