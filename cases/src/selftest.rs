@@ -123,6 +123,11 @@ pub const EXPECTED: &[(&str, &str, &str)] = &[
         "FAIL",
         "signals raised by write() from the AD buffer: expected 1, got 0",
     ),
+    (
+        "selftest::wrong::explore_model",
+        "FAIL",
+        "shrunk sequence: step 1 `",
+    ),
 ];
 
 /// Ported cases run with a deliberately wrong expected value (one per upstream file).
@@ -157,6 +162,12 @@ fn wrong_expectations() -> Vec<Case> {
             Needs::PKEYS,
             crate::args::alloc_flags,
         ),
+        Case::new(
+            "selftest::wrong::explore_model",
+            Needs::PKEYS,
+            crate::explore::keys_family,
+        )
+        .with_timeout(Duration::from_secs(120)),
         Case::new(
             "selftest::wrong::lifecycle_fork",
             Needs::PKEYS,

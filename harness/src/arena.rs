@@ -67,6 +67,9 @@ pub struct HandlerSeen {
     pub saved_pkru: u32,
 }
 
+/// Where the window is placed (64 GiB).
+pub const WINDOW_AT: usize = 0x10_0000_0000;
+
 static PROBING: AtomicBool = AtomicBool::new(false);
 static WINDOW: AtomicUsize = AtomicUsize::new(0);
 static WINDOW_LEN: AtomicUsize = AtomicUsize::new(0);
@@ -169,19 +172,31 @@ impl Arena {
     pub fn new(pages: usize, file_pages: usize, memfd: bool) -> Result<Arena, String> {
         let page = sys::page_size();
         let len = pages * page;
-        // SAFETY: a fresh mapping chosen by the kernel; nothing else refers to it.
+        // The window sits far below where the kernel places mappings nobody asked a place for
+        // (top-down from below the stack), so a hole the explorer punches in it is never
+        // filled by someone else's mmap (a new thread's stack or signal stack, say).
+        let want = WINDOW_AT;
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; nothing refers to it.
         let p = unsafe {
             libc::mmap(
-                std::ptr::null_mut(),
+                want as *mut _,
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
                 -1,
                 0,
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(format!("mmap of the arena: {}", Errno::last()));
+            return Err(format!("mmap of the arena at {want:#x}: {}", Errno::last()));
+        }
+        if p as usize != want {
+            // A kernel older than 4.17 takes MAP_FIXED_NOREPLACE as a hint.
+            // SAFETY: unmapping the mapping just made.
+            unsafe { libc::munmap(p, len) };
+            return Err(format!(
+                "the arena could not be placed at {want:#x} (got {p:?})"
+            ));
         }
         let file = crate::mem::temp_fd(file_pages * page)?;
         let memfd = if memfd {
@@ -244,8 +259,12 @@ impl Arena {
 
     /// The arena page of `addr` and the offset in it, if `addr` is in the window.
     pub fn page_of(&self, addr: usize) -> Option<(usize, usize)> {
-        (addr >= self.base && addr < self.base + self.pages * self.page)
-            .then(|| ((addr - self.base) / self.page, (addr - self.base) % self.page))
+        (addr >= self.base && addr < self.base + self.pages * self.page).then(|| {
+            (
+                (addr - self.base) / self.page,
+                (addr - self.base) % self.page,
+            )
+        })
     }
 
     fn range(&self, first: usize, n: usize) -> (usize, usize) {
@@ -287,7 +306,11 @@ impl Arena {
             Backing::File => self.file,
             Backing::Memfd => self.memfd.ok_or(Errno::ENOSYS)?,
         };
-        let off = if fd < 0 { 0 } else { (first * self.page) as i64 };
+        let off = if fd < 0 {
+            0
+        } else {
+            (first * self.page) as i64
+        };
         // SAFETY: MAP_FIXED inside the window this arena owns; nothing outside it changes and no
         // Rust reference points into it.
         let p = unsafe { libc::mmap(addr as *mut _, len, prot, flags, fd, off) };

@@ -254,9 +254,7 @@ impl Model {
             Access::Read if self.pkru & ad(k) != 0 => Err(segv(SEGV_PKUERR, k as u32)),
             Access::Read if p.prot == 0 => Err(segv(SEGV_ACCERR, 0)),
             Access::Read => Ok(()),
-            Access::Write if self.pkru & (ad(k) | wd(k)) != 0 => {
-                Err(segv(SEGV_PKUERR, k as u32))
-            }
+            Access::Write if self.pkru & (ad(k) | wd(k)) != 0 => Err(segv(SEGV_PKUERR, k as u32)),
             Access::Write if p.prot & W == 0 => Err(segv(SEGV_ACCERR, 0)),
             Access::Write => Ok(()),
         }
@@ -268,14 +266,18 @@ impl Model {
         let in_arena = |first: usize, n: usize| n > 0 && first + n <= PAGES;
         match op {
             Op::PkeyMprotect { first, n, prot, .. } | Op::Mprotect { first, n, prot } => {
-                in_arena(*first, *n) && (self.cfg.file_exec || !self.touches_file_exec(*first, *n, *prot))
+                in_arena(*first, *n)
+                    && (self.cfg.file_exec || !self.touches_file_exec(*first, *n, *prot))
             }
             Op::Mmap {
                 first,
                 n,
                 kind,
                 prot,
-            } => in_arena(*first, *n) && (self.cfg.file_exec || !(kind.file_backed() && prot & X != 0)),
+            } => {
+                in_arena(*first, *n)
+                    && (self.cfg.file_exec || !(kind.file_backed() && prot & X != 0))
+            }
             Op::Munmap { first, n } | Op::DontNeed { first, n } => in_arena(*first, *n),
             Op::Mremap { src, n, dst, new_n } => {
                 if !in_arena(*src, *n) || !in_arena(*dst, *new_n) {
@@ -286,7 +288,8 @@ impl Model {
                 let Some(first) = self.pages[*src] else {
                     return false;
                 };
-                let one_vma = (*src..src + n).all(|i| self.pages[i].is_some_and(|p| p.vma == first.vma));
+                let one_vma =
+                    (*src..src + n).all(|i| self.pages[i].is_some_and(|p| p.vma == first.vma));
                 // Growing an anonymous shared object past its size would SIGBUS: not generated.
                 let grows_shm = new_n > n
                     && matches!(
@@ -321,11 +324,14 @@ impl Model {
 
     fn touches_file_exec(&self, first: usize, n: usize, prot: u8) -> bool {
         prot & X != 0
-            && self.pages[first..first + n].iter().flatten().any(|p| match p.backing {
-                Backing::FilePrivate { .. } => true,
-                Backing::Shared { obj, .. } => obj == FILE,
-                Backing::Anon { .. } => false,
-            })
+            && self.pages[first..first + n]
+                .iter()
+                .flatten()
+                .any(|p| match p.backing {
+                    Backing::FilePrivate { .. } => true,
+                    Backing::Shared { obj, .. } => obj == FILE,
+                    Backing::Anon { .. } => false,
+                })
     }
 
     /// `do_mprotect_pkey()` (mm/mprotect.c): an unallocated key is EINVAL before anything
@@ -437,8 +443,8 @@ impl Model {
         let vma = self.fresh_vma();
         let base = moved[0];
         for i in 0..new_n {
-            let page = if i < n {
-                Page { vma, ..moved[i] }
+            let page = if let Some(m) = moved.get(i) {
+                Page { vma, ..*m }
             } else {
                 let backing = match base.backing {
                     Backing::Anon { .. } => Backing::Anon { val: 0 },
@@ -556,9 +562,7 @@ impl Model {
                 }
                 Outcome::Ret(Ok(0))
             }
-            Op::Mremap { src, n, dst, new_n } => {
-                Outcome::Ret(self.mremap(*src, *n, *dst, *new_n))
-            }
+            Op::Mremap { src, n, dst, new_n } => Outcome::Ret(self.mremap(*src, *n, *dst, *new_n)),
             Op::DontNeed { first, n } => Outcome::Ret(self.dontneed(*first, *n)),
             Op::Wrpkru { value } => {
                 self.pkru = keep_key0(*value);

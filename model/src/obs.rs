@@ -166,7 +166,10 @@ impl fmt::Display for Outcome {
             Outcome::Ended(0) => f.write_str("ran every step and exited 0"),
             Outcome::Ended(s) => write!(f, "ended with status {s}"),
             Outcome::Exec { pkru, first_key } => {
-                write!(f, "exec'd program: PKRU {pkru:#010x}, first key {first_key}")
+                write!(
+                    f,
+                    "exec'd program: PKRU {pkru:#010x}, first key {first_key}"
+                )
             }
         }
     }

@@ -326,7 +326,10 @@ impl fmt::Display for Op {
             }
             Op::Signal { edit: None } => f.write_str("raise(SIGUSR1)"),
             Op::Signal { edit: Some(v) } => {
-                write!(f, "raise(SIGUSR1), handler sets the saved PKRU to {v:#010x}")
+                write!(
+                    f,
+                    "raise(SIGUSR1), handler sets the saved PKRU to {v:#010x}"
+                )
             }
             Op::Smaps => f.write_str("read /proc/self/smaps"),
             Op::Fork { sub } => write!(f, "fork, the child runs {} step(s)", sub.len()),

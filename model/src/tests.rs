@@ -15,7 +15,11 @@ fn model() -> Model {
 }
 
 fn outcomes(ops: &[Op]) -> Vec<Outcome> {
-    model().plan(ops).into_iter().map(|s| s.expect.outcome).collect()
+    model()
+        .plan(ops)
+        .into_iter()
+        .map(|s| s.expect.outcome)
+        .collect()
 }
 
 fn fault_code(o: &Outcome) -> (i32, u32) {
@@ -37,7 +41,12 @@ fn alloc_hands_out_the_lowest_free_key_and_sets_only_its_rights() {
     let rets: Vec<_> = s.iter().map(|s| s.expect.outcome.clone()).collect();
     assert_eq!(
         rets,
-        [Outcome::Ret(Ok(1)), Outcome::Ret(Ok(2)), Outcome::Ret(Ok(0)), Outcome::Ret(Ok(1))]
+        [
+            Outcome::Ret(Ok(1)),
+            Outcome::Ret(Ok(2)),
+            Outcome::Ret(Ok(0)),
+            Outcome::Ret(Ok(1))
+        ]
     );
     // Key 1: WD only (0b10 at bits 2-3); key 2: AD (0b01 at bits 4-5); the rest as init_pkru.
     assert_eq!(m.pkru, (INIT & !0b11_1100) | 0b01_1000);
@@ -56,11 +65,19 @@ fn plain_prot_exec_takes_the_execute_only_key_and_denies_reads() {
     let mut m = model();
     let s = m.plan(&[
         Op::Write { page: 0, val: 0xc3 },
-        Op::Mprotect { first: 0, n: 1, prot: X },
+        Op::Mprotect {
+            first: 0,
+            n: 1,
+            prot: X,
+        },
         Op::Read { page: 0 },
         Op::Exec { page: 0 },
         Op::Free { key: Key::ExecOnly },
-        Op::Mprotect { first: 0, n: 1, prot: R | X },
+        Op::Mprotect {
+            first: 0,
+            n: 1,
+            prot: R | X,
+        },
         Op::Read { page: 0 },
     ]);
     assert_eq!(m.exec_only, Some(1));
@@ -76,12 +93,27 @@ fn plain_prot_exec_takes_the_execute_only_key_and_denies_reads() {
 fn execute_only_rights_are_restored_only_when_reads_are_allowed() {
     let mut m = model();
     m.plan(&[
-        Op::Mprotect { first: 0, n: 1, prot: X },
+        Op::Mprotect {
+            first: 0,
+            n: 1,
+            prot: X,
+        },
         Op::Wrpkru { value: 0 },
-        Op::Mprotect { first: 1, n: 1, prot: X },
+        Op::Mprotect {
+            first: 1,
+            n: 1,
+            prot: X,
+        },
     ]);
     assert_eq!(m.pkru, 0b0100, "exec-only key 1 back to AD, WD clear");
-    m.plan(&[Op::Wrpkru { value: 0b1100 }, Op::Mprotect { first: 2, n: 1, prot: X }]);
+    m.plan(&[
+        Op::Wrpkru { value: 0b1100 },
+        Op::Mprotect {
+            first: 2,
+            n: 1,
+            prot: X,
+        },
+    ]);
     assert_eq!(m.pkru, 0b1100, "AD already set: left alone");
 }
 
@@ -90,12 +122,22 @@ fn the_key_is_checked_before_the_protection_and_not_for_fetches() {
     let mut m = model();
     let s = m.plan(&[
         Op::Alloc { rights: 1 },
-        Op::PkeyMprotect { first: 0, n: 1, prot: 0, key: Key::Num(1) },
+        Op::PkeyMprotect {
+            first: 0,
+            n: 1,
+            prot: 0,
+            key: Key::Num(1),
+        },
         Op::Read { page: 0 },
         Op::Wrpkru { value: 0 },
         Op::Read { page: 0 },
         Op::Write { page: 1, val: 0xc3 },
-        Op::PkeyMprotect { first: 1, n: 1, prot: R | X, key: Key::Num(1) },
+        Op::PkeyMprotect {
+            first: 1,
+            n: 1,
+            prot: R | X,
+            key: Key::Num(1),
+        },
         Op::Wrpkru { value: 0b1100 },
         Op::Exec { page: 1 },
         Op::Write { page: 1, val: 1 },
@@ -115,12 +157,25 @@ fn mprotect_stops_at_the_first_hole_keeping_earlier_changes() {
     let s = m.plan(&[
         Op::Alloc { rights: 0 },
         Op::Munmap { first: 3, n: 1 },
-        Op::PkeyMprotect { first: 1, n: 4, prot: R, key: Key::Num(1) },
-        Op::PkeyMprotect { first: 3, n: 2, prot: R, key: Key::Num(1) },
+        Op::PkeyMprotect {
+            first: 1,
+            n: 4,
+            prot: R,
+            key: Key::Num(1),
+        },
+        Op::PkeyMprotect {
+            first: 3,
+            n: 2,
+            prot: R,
+            key: Key::Num(1),
+        },
     ]);
     assert_eq!(s[2].expect.outcome, Outcome::Ret(Err(errno::ENOMEM)));
     assert_eq!(s[3].expect.outcome, Outcome::Ret(Err(errno::ENOMEM)));
-    assert_eq!(m.smaps(), "rw-pk0 r--pk1 r--pk1 - rw-pk0 rw-pk0 rw-pk0 rw-pk0 rw-pk0 rw-pk0 rw-pk0 rw-pk0");
+    assert_eq!(
+        m.smaps(),
+        "rw-pk0 r--pk1 r--pk1 - rw-pk0 rw-pk0 rw-pk0 rw-pk0 rw-pk0 rw-pk0 rw-pk0 rw-pk0"
+    );
 }
 
 #[test]
@@ -128,30 +183,63 @@ fn mremap_carries_key_and_contents_and_fork_shares_only_shared_pages() {
     let mut m = model();
     let s = m.plan(&[
         Op::Alloc { rights: 0 },
-        Op::Mmap { first: 0, n: 2, kind: MapKind::MemfdShared, prot: R | W },
-        Op::PkeyMprotect { first: 0, n: 2, prot: R | W, key: Key::Num(1) },
+        Op::Mmap {
+            first: 0,
+            n: 2,
+            kind: MapKind::MemfdShared,
+            prot: R | W,
+        },
+        Op::PkeyMprotect {
+            first: 0,
+            n: 2,
+            prot: R | W,
+            key: Key::Num(1),
+        },
         Op::Write { page: 1, val: 7 },
-        Op::Mremap { src: 0, n: 2, dst: 5, new_n: 3 },
-        Op::Fork { sub: vec![Op::Write { page: 5, val: 9 }, Op::Write { page: 8, val: 4 }] },
+        Op::Mremap {
+            src: 0,
+            n: 2,
+            dst: 5,
+            new_n: 3,
+        },
+        Op::Fork {
+            sub: vec![Op::Write { page: 5, val: 9 }, Op::Write { page: 8, val: 4 }],
+        },
         Op::Read { page: 6 },
         Op::Read { page: 5 },
         Op::Read { page: 8 },
     ]);
     assert_eq!(m.smaps().split(' ').nth(7), Some("rw-sk1"));
-    let last: Vec<_> = s[s.len() - 3..].iter().map(|s| s.expect.outcome.clone()).collect();
-    assert_eq!(last, [Outcome::Loaded(7), Outcome::Loaded(9), Outcome::Loaded(0)]);
+    let last: Vec<_> = s[s.len() - 3..]
+        .iter()
+        .map(|s| s.expect.outcome.clone())
+        .collect();
+    assert_eq!(
+        last,
+        [Outcome::Loaded(7), Outcome::Loaded(9), Outcome::Loaded(0)]
+    );
 }
 
 #[test]
 fn remote_access_ignores_pkru_but_not_the_protection() {
     let o = outcomes(&[
         Op::Alloc { rights: 3 },
-        Op::PkeyMprotect { first: 0, n: 1, prot: R, key: Key::Num(1) },
+        Op::PkeyMprotect {
+            first: 0,
+            n: 1,
+            prot: R,
+            key: Key::Num(1),
+        },
         Op::PvmRead { page: 0 },
         Op::PvmWrite { page: 0, val: 1 },
         Op::MemWrite { page: 0, val: 2 },
         Op::KernelWrite { page: 0 },
-        Op::Mmap { first: 1, n: 1, kind: MapKind::AnonShared, prot: R },
+        Op::Mmap {
+            first: 1,
+            n: 1,
+            kind: MapKind::AnonShared,
+            prot: R,
+        },
         Op::MemWrite { page: 1, val: 2 },
     ]);
     let copy = |r: Result<i64, i32>, b: Option<u8>| Outcome::Copy { ret: r, byte: b };
@@ -166,10 +254,23 @@ fn remote_access_ignores_pkru_but_not_the_protection() {
 fn steps_that_may_not_run_are_left_out() {
     // A call into a page without `ret`, and a mremap across two VMAs.
     let o = outcomes(&[
-        Op::Mprotect { first: 0, n: 1, prot: R | X },
+        Op::Mprotect {
+            first: 0,
+            n: 1,
+            prot: R | X,
+        },
         Op::Exec { page: 0 },
-        Op::Mprotect { first: 2, n: 1, prot: R },
-        Op::Mremap { src: 1, n: 2, dst: 6, new_n: 2 },
+        Op::Mprotect {
+            first: 2,
+            n: 1,
+            prot: R,
+        },
+        Op::Mremap {
+            src: 1,
+            n: 2,
+            dst: 6,
+            new_n: 2,
+        },
     ]);
     assert_eq!(o.len(), 2);
 }

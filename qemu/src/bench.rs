@@ -1095,6 +1095,7 @@ fn measure_matrix(
                 refresh: false,
                 cache: cache.to_path_buf(),
                 accel: a.accel,
+                suite_args: Vec::new(),
             };
             let t = Instant::now();
             let results = matrix::run(&opts)?;

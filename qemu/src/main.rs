@@ -127,6 +127,9 @@ struct MatrixArgs {
     list: bool,
     #[command(flatten)]
     common: Common,
+    /// Arguments for every guest's suite (e.g. `-- explore:: --iterations 20`).
+    #[arg(last = true, value_name = "SUITE ARGS")]
+    suite_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -405,6 +408,7 @@ fn cmd_matrix(a: MatrixArgs) -> Result<u8> {
         refresh: a.common.refresh,
         cache: paths::cache_root(),
         accel: a.common.accel,
+        suite_args: a.suite_args,
     };
     let results = matrix::run(&opts)?;
     Ok(results.exit_code() as u8)

@@ -86,6 +86,8 @@ pub struct MatrixOptions {
     pub cache: PathBuf,
     /// `--accel` (a guest's `accel` in kernels.toml wins, except over `tcg`).
     pub accel: crate::accel::AccelChoice,
+    /// Suite arguments added to every guest's (after `--` on the command line).
+    pub suite_args: Vec<String>,
 }
 
 /// A run that never booted (its kernel could not be resolved, ...).
@@ -128,7 +130,10 @@ pub fn suite_binary(suite: Option<&Path>) -> Result<PathBuf> {
 pub fn run(opts: &MatrixOptions) -> Result<Results> {
     let started = Instant::now();
     let config = Config::load(&opts.config)?;
-    let plans = select(config.guests(), &opts.only, opts.shard)?;
+    let mut plans = select(config.guests(), &opts.only, opts.shard)?;
+    for p in &mut plans {
+        p.args.extend(opts.suite_args.iter().cloned());
+    }
     let expectations = load_expectations(opts.expectations.as_deref())?;
     crate::outdir::check(&opts.out)?;
     if let Some(suite) = &opts.suite {

@@ -104,9 +104,7 @@ fn run_step(ctx: &mut Ctx, arena: &Arena, step: &Step) {
             .mmap(*first, *n, backing(*kind), kind.shared(), i32::from(*prot))
             .map(|()| 0)),
         Op::Munmap { first, n } => ret(arena.munmap(*first, *n).map(|()| 0)),
-        Op::Mremap { src, n, dst, new_n } => {
-            ret(arena.mremap(*src, *n, *dst, *new_n).map(|()| 0))
-        }
+        Op::Mremap { src, n, dst, new_n } => ret(arena.mremap(*src, *n, *dst, *new_n).map(|()| 0)),
         Op::DontNeed { first, n } => ret(arena.dontneed(*first, *n).map(|()| 0)),
         Op::Wrpkru { value } => {
             pkru::write(*value);
@@ -132,10 +130,7 @@ fn run_step(ctx: &mut Ctx, arena: &Arena, step: &Step) {
     // Every system call above may have changed PKRU (pkey_alloc, the execute-only key, a
     // signal's edited frame): the harness's shadow follows the hardware.
     let now = pkru::sync_shadow();
-    let seen = Observed {
-        outcome,
-        pkru: now,
-    };
+    let seen = Observed { outcome, pkru: now };
     ctx.diag(format!("O {} {seen}", step.label));
 }
 
@@ -209,9 +204,8 @@ fn other_step(ctx: &mut Ctx, arena: &Arena, op: &Op, step: &Step) -> Outcome {
             Err(e) => Outcome::NotRun(format!("fork: {e}")),
         },
         Op::Thread { .. } => {
-            let r = std::thread::scope(|s| {
-                s.spawn(|| run_steps(&mut *ctx, arena, &step.sub)).join()
-            });
+            let r =
+                std::thread::scope(|s| s.spawn(|| run_steps(&mut *ctx, arena, &step.sub)).join());
             Outcome::Ended(if r.is_ok() { 0 } else { -1 })
         }
         Op::Execve => execve(),

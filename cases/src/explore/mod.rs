@@ -20,7 +20,6 @@ mod exec;
 mod sequences;
 
 use crate::util::init_pkru;
-use sequences::{Available, Kind};
 use pkeys_harness::arena::Arena;
 use pkeys_harness::isolate::{self, Options};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, Verdict};
@@ -29,12 +28,13 @@ use pkeys_model::{Config, Model, Op, Step};
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
+use sequences::{Available, Kind};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Sequences per family and run (the matrix budget).
-pub const SEQUENCES: u32 = 24;
+pub const SEQUENCES: u32 = 12;
 /// Longest sequence generated.
 pub const MAX_STEPS: usize = 24;
 
@@ -145,6 +145,12 @@ pub fn cases() -> Vec<Case> {
         .collect()
 }
 
+/// `explore::keys` (for the fault injection `selftest::wrong::explore_model`: with
+/// [`Ctx::wrong`] the model is given a wrong `init_pkru`, so the first step disagrees).
+pub fn keys_family(ctx: &mut Ctx) -> Outcome {
+    explore(ctx, 0, FAMILIES[0].1)
+}
+
 /// Where the kernel and the model first disagreed in one sequence.
 #[derive(Debug, Clone)]
 struct Mismatch {
@@ -169,12 +175,40 @@ struct Explorer {
     caps: pkeys_harness::probe::Caps,
     cfg: Config,
     avail: Available,
+    /// How many steps predicted each kind of outcome, over every sequence that ran.
+    tally: std::cell::RefCell<std::collections::BTreeMap<String, u64>>,
+}
+
+/// The kind of an outcome, for the tally that shows what a run exercised.
+fn outcome_kind(o: &pkeys_model::Outcome) -> String {
+    use pkeys_model::Outcome as O;
+    match o {
+        O::Ret(Ok(_)) | O::Copy { ret: Ok(_), .. } => "success".into(),
+        O::Ret(Err(e)) | O::Copy { ret: Err(e), .. } => pkeys_model::obs::errno::name(*e),
+        O::Loaded(_) | O::Done => "access".into(),
+        O::Fault(s) => match s.code {
+            pkeys_model::obs::SEGV_PKUERR => "SEGV_PKUERR".into(),
+            pkeys_model::obs::SEGV_ACCERR => "SEGV_ACCERR".into(),
+            _ => "SEGV_MAPERR".into(),
+        },
+        O::Handler { .. } => "signal".into(),
+        O::Smaps(_) => "smaps".into(),
+        O::Ended(_) => "fork/thread".into(),
+        O::Exec { .. } => "execve".into(),
+        O::NotRun(_) => "not run".into(),
+    }
 }
 
 impl Explorer {
     /// Plan `ops` with the model, run the plan in a forked process, compare.
     fn check(&self, ops: &[Op]) -> Result<Vec<Step>, (Vec<Step>, Mismatch)> {
         let steps = Model::new(self.cfg).plan(ops);
+        {
+            let mut t = self.tally.borrow_mut();
+            for s in steps.iter().flat_map(Step::flatten) {
+                *t.entry(outcome_kind(&s.expect.outcome)).or_default() += 1;
+            }
+        }
         let shared = Arc::new(steps.clone());
         let memfd = self.avail.memfd;
         let mut needs = Needs::NONE;
@@ -221,7 +255,13 @@ impl Explorer {
                         if why.is_empty() {
                             String::new()
                         } else {
-                            format!(" ({})", why.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "))
+                            format!(
+                                " ({})",
+                                why.iter()
+                                    .map(|s| s.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            )
                         }
                     )
                 }
@@ -271,10 +311,12 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)]) -> Outcome
     let ex = Explorer {
         caps: ctx.caps.clone(),
         cfg: Config {
-            init_pkru: init_pkru(ctx),
+            // Fault injection: a model that believes key 15 starts with other rights.
+            init_pkru: init_pkru(ctx) ^ if ctx.wrong { 3 << 30 } else { 0 },
             file_exec,
         },
         avail,
+        tally: Default::default(),
     };
     if !file_exec {
         ctx.diag("the temporary file's filesystem is noexec: no PROT_EXEC file mappings");
@@ -329,8 +371,15 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)]) -> Outcome
             break;
         }
     }
+    let tally: Vec<String> = ex
+        .tally
+        .borrow()
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
     ctx.diag(format!(
-        "{total} sequence(s) of up to {MAX_STEPS} steps agreed with the model (seed {run_seed}, {batch} batch(es))"
+        "{total} sequence(s) of up to {MAX_STEPS} steps agreed with the model (seed {run_seed}, {batch} batch(es)); steps checked by outcome: {}",
+        tally.join(", ")
     ));
     Ok(())
 }
