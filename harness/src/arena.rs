@@ -82,6 +82,15 @@ static F_SAVED: AtomicU32 = AtomicU32::new(0);
 static EDIT: AtomicBool = AtomicBool::new(false);
 static EDIT_TO: AtomicU32 = AtomicU32::new(0);
 
+/// RDPKRU, or 0 where the kernel did not enable PKU (RDPKRU would raise #UD there).
+fn current_pkru() -> u32 {
+    if fault::HAS_PKRU.load(Ordering::Relaxed) {
+        pkru::rdpkru()
+    } else {
+        0
+    }
+}
+
 /// The saved PKRU as sigreturn will load it: the value when XSTATE_BV bit 9 is set, else 0.
 fn saved_value(saved: Option<u32>, bv: u64) -> u32 {
     match saved {
@@ -109,7 +118,7 @@ extern "C" fn on_probe_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut lib
         fault::die_from_handler(sig, code, addr, pkey);
         return;
     }
-    let handler_pkru = pkru::rdpkru();
+    let handler_pkru = current_pkru();
     // SAFETY: ctx is this handler's ucontext.
     let (_, saved, bv) = unsafe { fault::frame_pkru(ctx) };
     F_CODE.store(code, Ordering::SeqCst);
@@ -130,7 +139,7 @@ extern "C" fn on_probe_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut lib
 }
 
 extern "C" fn on_usr1(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let handler_pkru = pkru::rdpkru();
+    let handler_pkru = current_pkru();
     // SAFETY: ctx is this handler's ucontext.
     let (fp, saved, bv) = unsafe { fault::frame_pkru(ctx) };
     F_IN.store(handler_pkru, Ordering::SeqCst);
@@ -321,6 +330,29 @@ impl Arena {
         }
     }
 
+    /// Attach a new SysV shared memory segment of `n` pages at page `first` with
+    /// `shmat(SHM_REMAP | SHM_EXEC)` (read-write-execute, replacing what was there); the segment
+    /// is marked for removal at once, so it goes with its last detach.
+    pub fn shm_attach(&self, first: usize, n: usize) -> Result<(), Errno> {
+        crate::features::touch(crate::features::Feature::SysvShm);
+        let (addr, len) = self.range(first, n);
+        // SAFETY: shmget creates a private segment; shmat with SHM_REMAP replaces pages of the
+        // window this arena owns only; IPC_RMID marks the segment for removal.
+        unsafe {
+            let id = libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o700);
+            if id < 0 {
+                return Err(Errno::last());
+            }
+            let p = libc::shmat(id, addr as *const _, libc::SHM_REMAP | libc::SHM_EXEC);
+            let e = Errno::last();
+            libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+            if p as isize == -1 {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// `munmap` of pages of the window.
     pub fn munmap(&self, first: usize, n: usize) -> Result<(), Errno> {
         let (addr, len) = self.range(first, n);
@@ -496,7 +528,9 @@ impl Arena {
         EDIT_TO.store(edit.unwrap_or(0), Ordering::SeqCst);
         sys::raise(libc::SIGUSR1);
         EDIT.store(false, Ordering::SeqCst);
-        pkru::sync_shadow();
+        if fault::HAS_PKRU.load(Ordering::Relaxed) {
+            pkru::sync_shadow();
+        }
         HandlerSeen {
             handler_pkru: F_IN.load(Ordering::SeqCst),
             saved_pkru: F_SAVED.load(Ordering::SeqCst),

@@ -79,7 +79,7 @@ static ARMED: AtomicBool = AtomicBool::new(false);
 static FIX_MODE: AtomicU32 = AtomicU32::new(0);
 static FIX_VALUE: AtomicU32 = AtomicU32::new(0);
 static PKRU_OFFSET: AtomicUsize = AtomicUsize::new(0);
-static HAS_PKRU: AtomicBool = AtomicBool::new(false);
+pub(crate) static HAS_PKRU: AtomicBool = AtomicBool::new(false);
 static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Offset of XSTATE_BV in the XSAVE area.

@@ -295,7 +295,7 @@ impl Model {
                     && matches!(
                         first.backing,
                         Backing::Shared {
-                            kind: MapKind::AnonShared,
+                            kind: MapKind::AnonShared | MapKind::Shm,
                             ..
                         }
                     );
@@ -384,13 +384,20 @@ impl Model {
     /// VMA has key 0, except a plain PROT_EXEC mapping, which takes the execute-only key
     /// (`execute_only_pkey()`, 0 when none can be had).
     fn mmap(&mut self, first: usize, n: usize, kind: MapKind, prot: u8) -> Result<i64, i32> {
+        // shmat(2) maps the segment with PROT_READ, plus PROT_WRITE without SHM_RDONLY and
+        // PROT_EXEC with SHM_EXEC (`do_shmat()`): the explorer attaches read-write-execute.
+        let prot = if kind == MapKind::Shm {
+            R | W | X
+        } else {
+            prot
+        };
         let key = if prot == X {
             self.execute_only_pkey().max(0)
         } else {
             0
         };
         let vma = self.fresh_vma();
-        let obj = if kind == MapKind::AnonShared {
+        let obj = if matches!(kind, MapKind::AnonShared | MapKind::Shm) {
             self.objects.push(vec![0; n]);
             self.objects.len() - 1
         } else {
@@ -399,7 +406,7 @@ impl Model {
         for i in 0..n {
             let backing = match kind {
                 MapKind::AnonPrivate => Backing::Anon { val: 0 },
-                MapKind::AnonShared => Backing::Shared { obj, idx: i, kind },
+                MapKind::AnonShared | MapKind::Shm => Backing::Shared { obj, idx: i, kind },
                 MapKind::FilePrivate => Backing::FilePrivate {
                     idx: first + i,
                     cow: None,

@@ -33,16 +33,20 @@ pub enum MapKind {
     FileShared,
     /// A memfd, `MAP_SHARED`.
     MemfdShared,
+    /// A new SysV shared memory segment, attached with `shmat(SHM_REMAP | SHM_EXEC)`: always
+    /// read-write-execute, whatever protection the step names.
+    Shm,
 }
 
 impl MapKind {
     /// Every kind.
-    pub const ALL: [MapKind; 5] = [
+    pub const ALL: [MapKind; 6] = [
         MapKind::AnonPrivate,
         MapKind::AnonShared,
         MapKind::FilePrivate,
         MapKind::FileShared,
         MapKind::MemfdShared,
+        MapKind::Shm,
     ];
 
     /// Short name used in printed steps.
@@ -53,6 +57,7 @@ impl MapKind {
             MapKind::FilePrivate => "file_private",
             MapKind::FileShared => "file_shared",
             MapKind::MemfdShared => "memfd",
+            MapKind::Shm => "shm",
         }
     }
 
@@ -60,7 +65,7 @@ impl MapKind {
     pub fn shared(self) -> bool {
         matches!(
             self,
-            MapKind::AnonShared | MapKind::FileShared | MapKind::MemfdShared
+            MapKind::AnonShared | MapKind::FileShared | MapKind::MemfdShared | MapKind::Shm
         )
     }
 
@@ -286,6 +291,16 @@ impl fmt::Display for Op {
             Op::Mprotect { first, n, prot } => {
                 write!(f, "mprotect({}, {})", range(*first, *n), prot_name(*prot))
             }
+            Op::Mmap {
+                first,
+                n,
+                kind,
+                prot,
+            } if *kind == MapKind::Shm => write!(
+                f,
+                "shmat({}, SHM_REMAP|SHM_EXEC) of a new segment",
+                range(*first, *n)
+            ),
             Op::Mmap {
                 first,
                 n,

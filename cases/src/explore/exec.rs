@@ -28,7 +28,7 @@ fn fault(arena: &Arena, f: ProbeFault) -> Outcome {
 
 fn backing(kind: MapKind) -> Backing {
     match kind {
-        MapKind::AnonPrivate | MapKind::AnonShared => Backing::Anon,
+        MapKind::AnonPrivate | MapKind::AnonShared | MapKind::Shm => Backing::Anon,
         MapKind::FilePrivate | MapKind::FileShared => Backing::File,
         MapKind::MemfdShared => Backing::Memfd,
     }
@@ -95,6 +95,12 @@ fn run_step(ctx: &mut Ctx, arena: &Arena, step: &Step) {
         Op::Mprotect { first, n, prot } => {
             ret(arena.mprotect(*first, *n, i32::from(*prot)).map(|()| 0))
         }
+        Op::Mmap {
+            first,
+            n,
+            kind: MapKind::Shm,
+            ..
+        } => ret(arena.shm_attach(*first, *n).map(|()| 0)),
         Op::Mmap {
             first,
             n,

@@ -217,6 +217,7 @@ impl Explorer {
             (Feature::ProcessVm, self.avail.process_vm),
             (Feature::Smaps, self.avail.smaps),
             (Feature::Madvise, self.avail.madvise),
+            (Feature::SysvShm, self.avail.shm),
         ] {
             if on {
                 needs = needs.feature(f);
@@ -304,6 +305,7 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)]) -> Outcome
         process_vm: absent(Feature::ProcessVm),
         smaps: absent(Feature::Smaps),
         madvise: absent(Feature::Madvise),
+        shm: absent(Feature::SysvShm),
     };
     let file_exec = Arena::new(1, 1, false)
         .map_err(|e| Stop::Fail(format!("arena: {e}")))?
@@ -418,5 +420,64 @@ fn print_steps(ctx: &mut Ctx, steps: &[Step]) {
         for sub in &s.sub {
             ctx.diag(format!("    {}. {}  =>  {}", sub.label, sub.op, sub.expect));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::{Strategy, ValueTree};
+
+    const ALL: Available = Available {
+        memfd: true,
+        process_vm: true,
+        smaps: true,
+        madvise: true,
+        shm: true,
+    };
+
+    fn draw(family: usize, seed: u64, n: usize) -> Vec<Vec<Op>> {
+        let strategy = sequences::sequences(FAMILIES[family].1, ALL, MAX_STEPS);
+        let mut runner = TestRunner::new_with_rng(RunnerConfig::default(), rng_for(seed, family));
+        (0..n)
+            .map(|_| strategy.new_tree(&mut runner).expect("tree").current())
+            .collect()
+    }
+
+    #[test]
+    fn a_seed_replays_the_same_sequences_and_another_does_not() {
+        for f in 0..FAMILIES.len() {
+            assert_eq!(draw(f, 7, 20), draw(f, 7, 20), "family {}", FAMILIES[f].0);
+            assert_ne!(draw(f, 7, 20), draw(f, 8, 20), "family {}", FAMILIES[f].0);
+        }
+    }
+
+    #[test]
+    fn the_model_plans_every_generated_sequence_with_unique_labels() {
+        let cfg = Config {
+            init_pkru: 0x5555_5554,
+            file_exec: true,
+        };
+        let mut planned = 0;
+        for f in 0..FAMILIES.len() {
+            for ops in draw(f, 1, 300) {
+                let steps = Model::new(cfg).plan(&ops);
+                let labels: Vec<&str> = steps
+                    .iter()
+                    .flat_map(Step::flatten)
+                    .map(|s| s.label.as_str())
+                    .collect();
+                let mut unique = labels.clone();
+                unique.sort();
+                unique.dedup();
+                assert_eq!(unique.len(), labels.len(), "{labels:?}");
+                planned += labels.len();
+            }
+        }
+        // Most generated steps may run (the rest are dropped before they do).
+        assert!(
+            planned > FAMILIES.len() * 300 * 5,
+            "only {planned} steps planned"
+        );
     }
 }

@@ -18,6 +18,8 @@ pub struct Available {
     pub smaps: bool,
     /// madvise(2) exists (CONFIG_ADVISE_SYSCALLS).
     pub madvise: bool,
+    /// SysV shared memory works (CONFIG_SYSVIPC, CONFIG_SHMEM).
+    pub shm: bool,
 }
 
 /// The kinds of step, each with a weight in a family's mix.
@@ -112,6 +114,7 @@ fn kinds(avail: Available) -> Vec<MapKind> {
     MapKind::ALL
         .into_iter()
         .filter(|k| avail.memfd || *k != MapKind::MemfdShared)
+        .filter(|k| avail.shm || *k != MapKind::Shm)
         .collect()
 }
 
