@@ -573,6 +573,36 @@ impl Arena {
     }
 }
 
+/// Whether `/proc/PID/mem` forces its way past the protection (FOLL_FORCE): a write to a
+/// read-only private page succeeds. Kernels built with `CONFIG_PROC_MEM_NO_FORCE` or
+/// `CONFIG_PROC_MEM_FORCE_PTRACE` (6.12+), or booted with `proc_mem.force_override=never`, refuse
+/// it (EIO) unless the writer is the page's tracer.
+pub fn proc_mem_forces() -> bool {
+    let page = sys::page_size();
+    // SAFETY: a fresh private read-only mapping chosen by the kernel, unmapped below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            page,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return false;
+    }
+    let ok = Arena::proc_mem().is_ok_and(|fd| {
+        let r = sys::pwrite_from(fd, &1u8, 1, p as i64);
+        sys::close(fd);
+        r == Ok(1)
+    });
+    // SAFETY: unmapping the mapping made above.
+    unsafe { libc::munmap(p, page) };
+    ok
+}
+
 /// Whether `/proc/self/maps` shows `addr` in an executable mapping.
 fn executable(addr: usize) -> bool {
     let Ok(text) = std::fs::read_to_string("/proc/self/maps") else {

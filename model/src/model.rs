@@ -14,6 +14,9 @@ pub struct Config {
     pub init_pkru: u32,
     /// Whether the temporary file may be mapped executable (false on a `noexec` mount).
     pub file_exec: bool,
+    /// Whether `/proc/PID/mem` uses FOLL_FORCE for the process itself (the kernel's default,
+    /// `CONFIG_PROC_MEM_ALWAYS_FORCE`; 6.12+ can be built or booted without it).
+    pub proc_mem_force: bool,
 }
 
 /// Object index of the temporary file.
@@ -511,8 +514,10 @@ impl Model {
     /// "foreign" for `arch_vma_access_permitted()` and ignores PKRU (DESIGN.md). `check_vma_flags()`
     /// (mm/gup.c) then needs VM_READ to read and VM_WRITE to write; with FOLL_FORCE
     /// (/proc/PID/mem) any VMA may be read, and a VMA without VM_WRITE may be written only when it
-    /// is a private (copy-on-write) mapping.
+    /// is a private (copy-on-write) mapping. A kernel whose /proc/PID/mem does not force
+    /// ([`Config::proc_mem_force`] false) checks it as process_vm_* does.
     fn remote_ok(&self, page: usize, write: bool, force: bool) -> bool {
+        let force = force && self.cfg.proc_mem_force;
         let Some(p) = self.pages[page] else {
             return false;
         };

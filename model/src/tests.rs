@@ -11,6 +11,7 @@ fn model() -> Model {
     Model::new(Config {
         init_pkru: INIT,
         file_exec: true,
+        proc_mem_force: true,
     })
 }
 
@@ -273,4 +274,36 @@ fn steps_that_may_not_run_are_left_out() {
         },
     ]);
     assert_eq!(o.len(), 2);
+}
+
+#[test]
+fn without_forced_proc_mem_access_it_checks_the_protection_as_process_vm_does() {
+    let mut m = Model::new(Config {
+        init_pkru: INIT,
+        file_exec: true,
+        proc_mem_force: false,
+    });
+    let o: Vec<_> = m
+        .plan(&[
+            Op::Mprotect {
+                first: 0,
+                n: 1,
+                prot: R,
+            },
+            Op::MemWrite { page: 0, val: 1 },
+            Op::MemRead { page: 0 },
+            Op::Mprotect {
+                first: 1,
+                n: 1,
+                prot: X,
+            },
+            Op::MemRead { page: 1 },
+        ])
+        .into_iter()
+        .map(|s| s.expect.outcome)
+        .collect();
+    let copy = |r: Result<i64, i32>, b: Option<u8>| Outcome::Copy { ret: r, byte: b };
+    assert_eq!(o[1], copy(Err(errno::EIO), None));
+    assert_eq!(o[2], copy(Ok(1), Some(0)));
+    assert_eq!(o[4], copy(Err(errno::EIO), None));
 }

@@ -310,12 +310,19 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)]) -> Outcome
     let file_exec = Arena::new(1, 1, false)
         .map_err(|e| Stop::Fail(format!("arena: {e}")))?
         .file_exec();
+    let proc_mem_force = pkeys_harness::arena::proc_mem_forces();
+    if !proc_mem_force {
+        ctx.diag(
+            "/proc/self/mem does not force past the protection (CONFIG_PROC_MEM_NO_FORCE, CONFIG_PROC_MEM_FORCE_PTRACE or proc_mem.force_override=never): the model expects it to check as process_vm_* does",
+        );
+    }
     let ex = Explorer {
         caps: ctx.caps.clone(),
         cfg: Config {
             // Fault injection: a model that believes key 15 starts with other rights.
             init_pkru: init_pkru(ctx) ^ if ctx.wrong { 3 << 30 } else { 0 },
             file_exec,
+            proc_mem_force,
         },
         avail,
         tally: Default::default(),
@@ -457,6 +464,7 @@ mod tests {
         let cfg = Config {
             init_pkru: 0x5555_5554,
             file_exec: true,
+            proc_mem_force: true,
         };
         let mut planned = 0;
         for f in 0..FAMILIES.len() {
