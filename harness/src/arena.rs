@@ -435,12 +435,26 @@ impl Arena {
     }
 
     /// Call the start of a page. Refused (`None`) when the page is executable (`/proc/self/maps`)
-    /// and its first byte is not `ret` (0xC3, as `/proc/self/mem` shows it): such a call could
-    /// run anything. A page that is unmapped or not executable faults on the fetch.
+    /// and its first byte is not `ret` (0xC3): such a call could run anything. The byte is
+    /// loaded with every key allowed (an execute-only page is readable to the CPU then), and
+    /// PKRU is put back before the call. A page that is unmapped or not executable faults on the
+    /// fetch.
     pub fn call(&self, page: usize) -> Option<Result<(), ProbeFault>> {
         let a = self.at(page);
-        if executable(a) && self.mem_read(page).1 != Some(0xc3) {
-            return None;
+        if executable(a) {
+            let keys = fault::HAS_PKRU.load(Ordering::Relaxed);
+            let before = current_pkru();
+            if keys {
+                pkru::wrpkru_raw(0);
+            }
+            // SAFETY: as in `load`.
+            let first = Self::probe(|| unsafe { pkeys_arena_load(a) } as u8);
+            if keys {
+                pkru::wrpkru_raw(before);
+            }
+            if first != Ok(0xc3) {
+                return None;
+            }
         }
         // SAFETY: the target is either unmapped, not executable (the fetch faults and the probe
         // handler returns to the caller) or holds a single `ret`.
