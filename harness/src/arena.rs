@@ -170,6 +170,7 @@ pub struct Arena {
     file: i32,
     memfd: Option<i32>,
     file_exec: bool,
+    thp: bool,
 }
 
 fn check(r: libc::c_int) -> Result<(), Errno> {
@@ -179,7 +180,22 @@ fn check(r: libc::c_int) -> Result<(), Errno> {
 impl Arena {
     /// Map the window and create the files (`memfd` false on a kernel without memfd_create).
     pub fn new(pages: usize, file_pages: usize, memfd: bool) -> Result<Arena, String> {
-        let page = sys::page_size();
+        Self::create(pages, file_pages, memfd, false)
+    }
+
+    /// The same with 2 MiB "pages": every range is whole PMDs, and every private anonymous
+    /// mapping (the window's first one included) is advised MADV_HUGEPAGE, so its first touch can
+    /// map a transparent huge page and protection changes act on huge PMDs.
+    pub fn new_huge(pages: usize, file_pages: usize, memfd: bool) -> Result<Arena, String> {
+        Self::create(pages, file_pages, memfd, true)
+    }
+
+    fn create(pages: usize, file_pages: usize, memfd: bool, thp: bool) -> Result<Arena, String> {
+        let page = if thp {
+            crate::mem::HUGE
+        } else {
+            sys::page_size()
+        };
         let len = pages * page;
         // The window sits far below where the kernel places mappings nobody asked a place for
         // (top-down from below the stack), so a hole the explorer punches in it is never
@@ -236,6 +252,10 @@ impl Arena {
             );
             q != libc::MAP_FAILED && libc::munmap(q, page) == 0
         };
+        if thp {
+            sys::madvise(p as usize, len, libc::MADV_HUGEPAGE)
+                .map_err(|e| format!("madvise(MADV_HUGEPAGE) of the arena: {e}"))?;
+        }
         fault::init_layout();
         WINDOW.store(p as usize, Ordering::SeqCst);
         WINDOW_LEN.store(len, Ordering::SeqCst);
@@ -248,6 +268,7 @@ impl Arena {
             file,
             memfd,
             file_exec,
+            thp,
         })
     }
 
@@ -324,10 +345,13 @@ impl Arena {
         // Rust reference points into it.
         let p = unsafe { libc::mmap(addr as *mut _, len, prot, flags, fd, off) };
         if p == libc::MAP_FAILED {
-            Err(Errno::last())
-        } else {
-            Ok(())
+            return Err(Errno::last());
         }
+        if self.thp && backing == Backing::Anon && !shared {
+            // Advice only: the mapping exists whatever the answer.
+            let _ = sys::madvise(addr, len, libc::MADV_HUGEPAGE);
+        }
+        Ok(())
     }
 
     /// Attach a new SysV shared memory segment of `n` pages at page `first` with
@@ -549,6 +573,32 @@ impl Arena {
             handler_pkru: F_IN.load(Ordering::SeqCst),
             saved_pkru: F_SAVED.load(Ordering::SeqCst),
         }
+    }
+
+    /// `AnonHugePages:` summed over the window's smaps entries, in kB (how much of it is mapped
+    /// by transparent huge pages).
+    pub fn anon_huge_kb(&self) -> Result<u64, String> {
+        let text = std::fs::read_to_string("/proc/self/smaps")
+            .map_err(|e| format!("read /proc/self/smaps: {e}"))?;
+        let (lo, hi) = (self.base, self.base + self.pages * self.page);
+        let mut inside = false;
+        let mut kb = 0;
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            if let Some((a, b)) = it.next().and_then(|r| r.split_once('-'))
+                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                inside = a < hi && b > lo;
+            } else if inside && let Some(v) = line.strip_prefix("AnonHugePages:") {
+                kb += v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0);
+            }
+        }
+        Ok(kb)
     }
 
     /// Each page of the window as `/proc/self/smaps` describes it: `-` where nothing is mapped,

@@ -131,24 +131,48 @@ pub const FAMILIES: &[(&str, &[(u32, Kind)])] = &[
     ),
 ];
 
-/// The cases of this module: `explore::<family>`.
+/// The mix of `explore::thp`, whose arena is made of 2 MiB pages (see [`Arena::new_huge`]).
+pub const THP_MIX: &[(u32, Kind)] = &[
+    (3, Kind::Mmap),
+    (1, Kind::Munmap),
+    (3, Kind::Mprotect),
+    (3, Kind::PkeyMprotect),
+    (2, Kind::Mremap),
+    (2, Kind::DontNeed),
+    (5, Kind::Access),
+    (1, Kind::KernelCopy),
+    (1, Kind::Smaps),
+    (2, Kind::Alloc),
+    (1, Kind::Wrpkru),
+];
+
+/// The cases of this module: `explore::<family>`, and `explore::thp`.
 pub fn cases() -> Vec<Case> {
-    FAMILIES
+    let mut v: Vec<Case> = FAMILIES
         .iter()
         .enumerate()
         .map(|(i, (name, mix))| {
             Case::new(format!("explore::{name}"), Needs::PKEYS, move |c| {
-                explore(c, i, mix)
+                explore(c, i, mix, false)
             })
             .with_timeout(Duration::from_secs(120))
         })
-        .collect()
+        .collect();
+    v.push(
+        Case::new(
+            "explore::thp",
+            Needs::PKEYS.feature(Feature::Thp).feature(Feature::Madvise),
+            |c| explore(c, FAMILIES.len(), THP_MIX, true),
+        )
+        .with_timeout(Duration::from_secs(120)),
+    );
+    v
 }
 
 /// `explore::keys` (for the fault injection `selftest::wrong::explore_model`: with
 /// [`Ctx::wrong`] the model is given a wrong `init_pkru`, so the first step disagrees).
 pub fn keys_family(ctx: &mut Ctx) -> Outcome {
-    explore(ctx, 0, FAMILIES[0].1)
+    explore(ctx, 0, FAMILIES[0].1, false)
 }
 
 /// Where the kernel and the model first disagreed in one sequence.
@@ -175,6 +199,8 @@ struct Explorer {
     caps: pkeys_harness::probe::Caps,
     cfg: Config,
     avail: Available,
+    /// The arena is made of 2 MiB pages with MADV_HUGEPAGE.
+    huge: bool,
     /// How many steps predicted each kind of outcome, over every sequence that ran.
     tally: std::cell::RefCell<std::collections::BTreeMap<String, u64>>,
 }
@@ -211,6 +237,7 @@ impl Explorer {
         }
         let shared = Arc::new(steps.clone());
         let memfd = self.avail.memfd;
+        let huge = self.huge;
         let mut needs = Needs::NONE;
         for (f, on) in [
             (Feature::Memfd, self.avail.memfd),
@@ -224,7 +251,12 @@ impl Explorer {
             }
         }
         let case = Case::new("explore-sequence", needs, move |c| {
-            let arena = Arena::new(PAGES, FILE_PAGES, memfd).map_err(Stop::Fail)?;
+            let arena = if huge {
+                Arena::new_huge(PAGES, FILE_PAGES, memfd)
+            } else {
+                Arena::new(PAGES, FILE_PAGES, memfd)
+            }
+            .map_err(Stop::Fail)?;
             exec::run_steps(c, &arena, &shared);
             Ok(())
         })
@@ -290,6 +322,42 @@ impl Explorer {
     }
 }
 
+const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+/// While it lives, transparent huge pages are on for MADV_HUGEPAGE regions (`madvise`) where
+/// they were `never` (Debian's cloud kernels boot so); the old setting is written back on drop.
+/// Needs root; without it the family runs on small pages and says so.
+struct ThpMadvise(String);
+
+impl ThpMadvise {
+    fn enable(ctx: &mut Ctx) -> Option<ThpMadvise> {
+        let now = std::fs::read_to_string(THP_ENABLED).ok()?;
+        let current = now.split_whitespace().find(|w| w.starts_with('['))?;
+        let current = current.trim_matches(|c| c == '[' || c == ']').to_string();
+        if current != "never" {
+            return None;
+        }
+        match std::fs::write(THP_ENABLED, "madvise") {
+            Ok(()) => {
+                ctx.diag("transparent huge pages were `never`: set to `madvise` for this case");
+                Some(ThpMadvise(current))
+            }
+            Err(e) => {
+                ctx.diag(format!(
+                    "transparent huge pages are `never` and stay so ({THP_ENABLED}: {e})"
+                ));
+                None
+            }
+        }
+    }
+}
+
+impl Drop for ThpMadvise {
+    fn drop(&mut self) {
+        let _ = std::fs::write(THP_ENABLED, &self.0);
+    }
+}
+
 fn rng_for(seed: u64, family: usize) -> TestRng {
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
@@ -298,7 +366,7 @@ fn rng_for(seed: u64, family: usize) -> TestRng {
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
 
-fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)]) -> Outcome {
+fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)], huge: bool) -> Outcome {
     let absent = |f| ctx.caps.features.absent(f).is_none();
     let avail = Available {
         memfd: absent(Feature::Memfd),
@@ -310,6 +378,28 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)]) -> Outcome
     let file_exec = Arena::new(1, 1, false)
         .map_err(|e| Stop::Fail(format!("arena: {e}")))?
         .file_exec();
+    let _thp = if huge { ThpMadvise::enable(ctx) } else { None };
+    if huge {
+        // Say whether the kernel backs the arena with huge pages at all (THP "never" leaves
+        // the family running on small pages, which the model does not mind).
+        let a = Arena::new_huge(1, 1, false).map_err(|e| Stop::Fail(format!("arena: {e}")))?;
+        let _ = a.store(0, 1);
+        let kb = a.anon_huge_kb().unwrap_or(0);
+        drop(a);
+        ctx.diag(format!(
+            "a first touch of the 2 MiB arena page mapped {kb} kB of AnonHugePages{}",
+            if kb == 0 {
+                format!(
+                    " (transparent_hugepage/enabled: {})",
+                    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+                        .unwrap_or_else(|e| e.to_string())
+                        .trim()
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
     let proc_mem_force = pkeys_harness::arena::proc_mem_forces();
     if !proc_mem_force {
         ctx.diag(
@@ -325,6 +415,7 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)]) -> Outcome
             proc_mem_force,
         },
         avail,
+        huge,
         tally: Default::default(),
     };
     if !file_exec {
