@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 /// Sequences per family and run (the matrix budget).
 pub const SEQUENCES: u32 = 12;
+/// Sequences of `explore::thp` per run (each touches 2 MiB pages: slower under emulation).
+pub const THP_SEQUENCES: u32 = 6;
 /// Longest sequence generated.
 pub const MAX_STEPS: usize = 24;
 
@@ -427,8 +429,9 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)], huge: bool
     let (mut batch, mut total) = (0u64, 0u64);
     loop {
         let seed = run_seed.wrapping_add(batch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let per_batch = if huge { THP_SEQUENCES } else { SEQUENCES };
         let config = RunnerConfig {
-            cases: SEQUENCES,
+            cases: per_batch,
             max_shrink_iters: 400,
             failure_persistence: None,
             ..RunnerConfig::default()
@@ -450,7 +453,7 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)], huge: bool
         });
         match result {
             Ok(()) => {
-                total += u64::from(SEQUENCES);
+                total += u64::from(per_batch);
             }
             Err(TestError::Fail(_, minimal)) => {
                 return Err(report_failure(
@@ -535,7 +538,8 @@ mod tests {
     };
 
     fn draw(family: usize, seed: u64, n: usize) -> Vec<Vec<Op>> {
-        let strategy = sequences::sequences(FAMILIES[family].1, ALL, MAX_STEPS);
+        let mix = FAMILIES.get(family).map_or(THP_MIX, |f| f.1);
+        let strategy = sequences::sequences(mix, ALL, MAX_STEPS);
         let mut runner = TestRunner::new_with_rng(RunnerConfig::default(), rng_for(seed, family));
         (0..n)
             .map(|_| strategy.new_tree(&mut runner).expect("tree").current())
@@ -558,7 +562,7 @@ mod tests {
             proc_mem_force: true,
         };
         let mut planned = 0;
-        for f in 0..FAMILIES.len() {
+        for f in 0..=FAMILIES.len() {
             for ops in draw(f, 1, 300) {
                 let steps = Model::new(cfg).plan(&ops);
                 let labels: Vec<&str> = steps
