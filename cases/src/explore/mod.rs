@@ -376,6 +376,7 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)], huge: bool
         smaps: absent(Feature::Smaps),
         madvise: absent(Feature::Madvise),
         shm: absent(Feature::SysvShm),
+        futex: absent(Feature::Futex),
     };
     let file_exec = Arena::new(1, 1, false)
         .map_err(|e| Stop::Fail(format!("arena: {e}")))?
@@ -535,6 +536,7 @@ mod tests {
         smaps: true,
         madvise: true,
         shm: true,
+        futex: true,
     };
 
     fn draw(family: usize, seed: u64, n: usize) -> Vec<Vec<Op>> {

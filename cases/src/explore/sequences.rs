@@ -20,6 +20,8 @@ pub struct Available {
     pub madvise: bool,
     /// SysV shared memory works (CONFIG_SYSVIPC, CONFIG_SHMEM).
     pub shm: bool,
+    /// futex(2) works (CONFIG_FUTEX): threads need it (std joins a thread with a futex).
+    pub futex: bool,
 }
 
 /// The kinds of step, each with a weight in a family's mix.
@@ -200,11 +202,15 @@ fn one(kind: Kind, avail: Available, nested: bool) -> Option<BoxedStrategy<Op>> 
                     1..=5,
                 )
             };
-            prop_oneof![
-                sub().prop_map(|sub| Op::Fork { sub }),
-                sub().prop_map(|sub| Op::Thread { sub }),
-            ]
-            .boxed()
+            if avail.futex {
+                prop_oneof![
+                    sub().prop_map(|sub| Op::Fork { sub }),
+                    sub().prop_map(|sub| Op::Thread { sub }),
+                ]
+                .boxed()
+            } else {
+                sub().prop_map(|sub| Op::Fork { sub }).boxed()
+            }
         }
         Kind::Execve if !nested => Just(Op::Execve).boxed(),
         _ => return None,
