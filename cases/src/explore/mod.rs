@@ -500,7 +500,9 @@ fn report_failure(
         "seed {seed}: sequence {at} disagreed with the model; shrunk to {} step(s) in {} run(s). Replay: pkeys-suite --exact {} --seed {seed}",
         minimal.len(),
         runs.saturating_sub(at),
-        ctx.id
+        // Under --iterations the id is `ID@N` and the seed already includes the iteration: the
+        // replay is the plain id with that seed.
+        ctx.id.split('@').next().unwrap_or(&ctx.id)
     ));
     match ex.check(minimal) {
         Ok(steps) => {
