@@ -5,7 +5,7 @@
 //! the first step where the kernel and the model disagree.
 //!
 //! Each case is one family of operations, so a FAIL says where to look. With the suite's fixed
-//! budget ([`SEQUENCES`] sequences of up to [`MAX_STEPS`] steps per family) the sequences are a
+//! budget ([`sequences_per_run`] sequences of up to [`MAX_STEPS`] steps per family) the sequences are a
 //! function of `--seed` and the iteration (`--seed S` replays them, and the failure message
 //! prints the seed to replay); `--explore-time 10m` runs batch after batch for that long.
 //!
@@ -37,6 +37,18 @@ use std::time::{Duration, Instant};
 pub const SEQUENCES: u32 = 12;
 /// Sequences of `explore::thp` per run (each touches 2 MiB pages: slower under emulation).
 pub const THP_SEQUENCES: u32 = 6;
+/// Sequences of `explore::inherit` per run (its forks, threads and execs cost the most).
+pub const INHERIT_SEQUENCES: u32 = 6;
+
+/// Sequences per run of family `family` (an index of [`FAMILIES`], or past its end for
+/// `explore::thp`), chosen so the explorer takes about 2 s of a guest under TCG.
+pub fn sequences_per_run(family: usize) -> u32 {
+    match FAMILIES.get(family) {
+        None => THP_SEQUENCES,
+        Some(("inherit", _)) => INHERIT_SEQUENCES,
+        Some(_) => SEQUENCES,
+    }
+}
 /// Longest sequence generated.
 pub const MAX_STEPS: usize = 24;
 
@@ -430,7 +442,7 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)], huge: bool
     let (mut batch, mut total) = (0u64, 0u64);
     loop {
         let seed = run_seed.wrapping_add(batch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let per_batch = if huge { THP_SEQUENCES } else { SEQUENCES };
+        let per_batch = sequences_per_run(family);
         let config = RunnerConfig {
             cases: per_batch,
             max_shrink_iters: 400,
