@@ -177,6 +177,48 @@ impl Case {
     }
 }
 
+/// How many `explore::*` cases the suite has (a test in `pkeys-cases` keeps this true): a guest
+/// runner multiplies `--explore-time` by it to size the suite's time limit.
+pub const EXPLORE_CASES: u32 = 7;
+
+/// Parse `500ms`, `90s`, `10m`, `2h` (a bare number is seconds; zero is refused).
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => return (n > 0).then(|| Duration::from_millis(n)),
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// How long the explorer may run under these suite arguments: `--explore-time D` times the
+/// explorer cases times `--iterations` (None without `--explore-time`).
+pub fn explore_budget(args: &[String]) -> Option<Duration> {
+    let value = |name: &str| {
+        let eq = format!("{name}=");
+        args.iter().enumerate().find_map(|(i, a)| {
+            if a == name {
+                args.get(i + 1).cloned()
+            } else {
+                a.strip_prefix(&eq).map(str::to_string)
+            }
+        })
+    };
+    let t = parse_duration(&value("--explore-time")?)?;
+    let rounds = value("--iterations")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    Some(t * EXPLORE_CASES * rounds)
+}
+
 /// What a running case can use: diagnostics output and the run's parameters.
 #[derive(Debug)]
 pub struct Ctx {

@@ -288,7 +288,8 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
         args: a.suite_args.clone(),
         memory: a.memory.clone(),
         smp: a.smp,
-        timeout: Duration::from_secs(a.timeout),
+        timeout: Duration::from_secs(a.timeout)
+            + pkeys_harness::case::explore_budget(&a.suite_args).unwrap_or_default(),
         boot_timeout: Duration::from_secs(a.boot_timeout),
     };
     eprintln!(

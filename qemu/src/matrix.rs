@@ -292,7 +292,10 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                                 args: plan.args.clone(),
                                 memory: plan.memory.clone(),
                                 smp: plan.smp,
-                                timeout: Duration::from_secs(plan.timeout),
+                                // --explore-time: the explorer's soak adds to the limit.
+                                timeout: Duration::from_secs(plan.timeout)
+                                    + pkeys_harness::case::explore_budget(&plan.args)
+                                        .unwrap_or_default(),
                                 boot_timeout: Duration::from_secs(plan.boot_timeout),
                             };
                             guest::run(&spec, &env, &progress)

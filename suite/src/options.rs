@@ -24,23 +24,6 @@ pub struct Extra {
     pub explore_time: Option<std::time::Duration>,
 }
 
-/// Parse `500ms`, `90s`, `10m`, `2h` (a bare number is seconds).
-pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
-    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => return (n > 0).then(|| std::time::Duration::from_millis(n)),
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        _ => return None,
-    };
-    (secs > 0).then(|| std::time::Duration::from_secs(secs))
-}
-
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, name: &str) -> Result<&'a String, String> {
     it.next().ok_or_else(|| format!("{name} needs a value"))
 }
@@ -83,9 +66,10 @@ pub fn split(argv: &[String]) -> Result<(Extra, Vec<String>), String> {
             }
             "--explore-time" => {
                 let v = value(&mut it, "--explore-time")?;
-                extra.explore_time = Some(parse_duration(v).ok_or_else(|| {
-                    format!("--explore-time {v}: not a duration (e.g. 90s, 10m, 2h)")
-                })?);
+                extra.explore_time =
+                    Some(pkeys_harness::case::parse_duration(v).ok_or_else(|| {
+                        format!("--explore-time {v}: not a duration (e.g. 90s, 10m, 2h)")
+                    })?);
             }
             "--iterations" => {
                 let v = value(&mut it, "--iterations")?;
