@@ -169,7 +169,6 @@ pub struct Arena {
     page: usize,
     file: i32,
     memfd: Option<i32>,
-    file_exec: bool,
     thp: bool,
 }
 
@@ -225,32 +224,9 @@ impl Arena {
         }
         let file = crate::mem::temp_fd(file_pages * page)?;
         let memfd = if memfd {
-            let name = c"pkeys-explore";
-            // SAFETY: memfd_create with a NUL-terminated name; ftruncate on the new fd.
-            let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-            if fd < 0 {
-                return Err(format!("memfd_create: {}", Errno::last()));
-            }
-            // SAFETY: as above.
-            check(unsafe { libc::ftruncate(fd, (file_pages * page) as i64) })
-                .map_err(|e| format!("ftruncate memfd: {e}"))?;
-            Some(fd)
+            Some(crate::mem::memfd(file_pages * page)?)
         } else {
             None
-        };
-        // Can the file be mapped executable (not on a noexec mount)? PROT_READ too: a plain
-        // PROT_EXEC mapping would allocate the execute-only key.
-        // SAFETY: a fresh mapping chosen by the kernel, unmapped at once.
-        let file_exec = unsafe {
-            let q = libc::mmap(
-                std::ptr::null_mut(),
-                page,
-                libc::PROT_READ | libc::PROT_EXEC,
-                libc::MAP_SHARED,
-                file,
-                0,
-            );
-            q != libc::MAP_FAILED && libc::munmap(q, page) == 0
         };
         if thp {
             sys::madvise(p as usize, len, libc::MADV_HUGEPAGE)
@@ -267,14 +243,8 @@ impl Arena {
             page,
             file,
             memfd,
-            file_exec,
             thp,
         })
-    }
-
-    /// Whether the temporary file can be mapped with PROT_EXEC.
-    pub fn file_exec(&self) -> bool {
-        self.file_exec
     }
 
     /// Address of the window.
@@ -578,63 +548,78 @@ impl Arena {
     /// `AnonHugePages:` summed over the window's smaps entries, in kB (how much of it is mapped
     /// by transparent huge pages).
     pub fn anon_huge_kb(&self) -> Result<u64, String> {
-        let text = std::fs::read_to_string("/proc/self/smaps")
-            .map_err(|e| format!("read /proc/self/smaps: {e}"))?;
+        let text = read_proc("/proc/self/smaps")?;
         let (lo, hi) = (self.base, self.base + self.pages * self.page);
-        let mut inside = false;
-        let mut kb = 0;
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            if let Some((a, b)) = it.next().and_then(|r| r.split_once('-'))
-                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            {
-                inside = a < hi && b > lo;
-            } else if inside && let Some(v) = line.strip_prefix("AnonHugePages:") {
-                kb += v
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap_or(0);
-            }
-        }
-        Ok(kb)
+        Ok(vmas(&text)
+            .into_iter()
+            .filter(|v| v.start < hi && v.end > lo)
+            .filter_map(|v| v.field("AnonHugePages:"))
+            .map(|kb| kb.trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0))
+            .sum())
     }
 
     /// Each page of the window as `/proc/self/smaps` describes it: `-` where nothing is mapped,
     /// else the permissions column and `k` with `ProtectionKey:` (`k?` when the field is absent).
     pub fn smaps(&self) -> Result<String, String> {
-        let text = std::fs::read_to_string("/proc/self/smaps")
-            .map_err(|e| format!("read /proc/self/smaps: {e}"))?;
-        let mut words = vec![String::from("-"); self.pages];
-        let mut current: Option<(usize, usize, String)> = None;
-        let fill = |cur: &Option<(usize, usize, String)>, key: &str, words: &mut Vec<String>| {
-            if let Some((a, b, perms)) = cur {
-                for (i, w) in words.iter_mut().enumerate() {
-                    let p = self.base + i * self.page;
-                    if (*a..*b).contains(&p) {
-                        *w = format!("{perms}k{key}");
-                    }
+        let text = read_proc("/proc/self/smaps")?;
+        let all = vmas(&text);
+        let words: Vec<String> = (0..self.pages)
+            .map(|i| {
+                let p = self.base + i * self.page;
+                match all.iter().find(|v| (v.start..v.end).contains(&p)) {
+                    Some(v) => format!("{}k{}", v.perms, v.field("ProtectionKey:").unwrap_or("?")),
+                    None => "-".into(),
                 }
-            }
-        };
-        let mut key = String::from("?");
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            if let (Some(range), Some(perms)) = (it.next(), it.next())
-                && let Some((a, b)) = range.split_once('-')
-                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            {
-                fill(&current, &key, &mut words);
-                current = Some((a, b, perms.to_string()));
-                key = "?".into();
-            } else if let Some(v) = line.strip_prefix("ProtectionKey:") {
-                key = v.trim().to_string();
-            }
-        }
-        fill(&current, &key, &mut words);
+            })
+            .collect();
         Ok(words.join(" "))
     }
+}
+
+fn read_proc(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))
+}
+
+/// One entry of `/proc/PID/maps` or `/proc/PID/smaps`: its range, permissions and the field
+/// lines that follow its header (none in `maps`).
+struct Vma<'a> {
+    start: usize,
+    end: usize,
+    perms: &'a str,
+    fields: Vec<&'a str>,
+}
+
+impl<'a> Vma<'a> {
+    /// The value of field `name` (e.g. `ProtectionKey:`), trimmed.
+    fn field(&self, name: &str) -> Option<&'a str> {
+        self.fields
+            .iter()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    }
+}
+
+/// The entries of a maps or smaps text, in order.
+fn vmas(text: &str) -> Vec<Vma<'_>> {
+    let mut out: Vec<Vma<'_>> = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(range), Some(perms)) = (it.next(), it.next())
+            && let Some((a, b)) = range.split_once('-')
+            && let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        {
+            out.push(Vma {
+                start,
+                end,
+                perms,
+                fields: Vec::new(),
+            });
+        } else if let Some(v) = out.last_mut() {
+            v.fields.push(line);
+        }
+    }
+    out
 }
 
 /// Whether `/proc/PID/mem` forces its way past the protection (FOLL_FORCE): a write to a
@@ -642,44 +627,46 @@ impl Arena {
 /// `CONFIG_PROC_MEM_FORCE_PTRACE` (6.12+), or booted with `proc_mem.force_override=never`, refuse
 /// it (EIO) unless the writer is the page's tracer.
 pub fn proc_mem_forces() -> bool {
-    let page = sys::page_size();
-    // SAFETY: a fresh private read-only mapping chosen by the kernel, unmapped below.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            page,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
+    let Ok(r) = crate::mem::Region::map(crate::mem::Kind::Anon, sys::page_size(), libc::PROT_READ)
+    else {
         return false;
-    }
-    let ok = Arena::proc_mem().is_ok_and(|fd| {
-        let r = sys::pwrite_from(fd, &1u8, 1, p as i64);
+    };
+    Arena::proc_mem().is_ok_and(|fd| {
+        let w = sys::pwrite_from(fd, &1u8, 1, r.addr() as i64);
         sys::close(fd);
-        r == Ok(1)
-    });
-    // SAFETY: unmapping the mapping made above.
-    unsafe { libc::munmap(p, page) };
+        w == Ok(1)
+    })
+}
+
+/// Whether a temporary file (where [`Arena`] makes its file) can be mapped executable: false on
+/// a `noexec` mount. The probe maps PROT_READ | PROT_EXEC: a plain PROT_EXEC mapping would
+/// allocate the execute-only key.
+pub fn files_executable() -> bool {
+    let page = sys::page_size();
+    let Ok(fd) = crate::mem::temp_fd(page) else {
+        return false;
+    };
+    let ok = crate::mem::map_raw(
+        page,
+        libc::PROT_READ | libc::PROT_EXEC,
+        libc::MAP_SHARED,
+        fd,
+    )
+    // SAFETY: unmapping the probe's own mapping.
+    .is_ok_and(|q| unsafe { libc::munmap(q.cast(), page) } == 0);
+    sys::close(fd);
     ok
 }
 
-/// Whether `/proc/self/maps` shows `addr` in an executable mapping.
+/// Whether `/proc/self/maps` shows `addr` in an executable mapping (true when it cannot be
+/// read: the caller then refuses to call what it cannot check).
 fn executable(addr: usize) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/maps") else {
+    let Ok(text) = read_proc("/proc/self/maps") else {
         return true;
     };
-    text.lines().any(|line| {
-        let mut it = line.split_whitespace();
-        matches!((it.next(), it.next()), (Some(range), Some(perms))
-            if range.split_once('-').is_some_and(|(a, b)| {
-                let (a, b) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16));
-                matches!((a, b), (Ok(a), Ok(b)) if (a..b).contains(&addr))
-            }) && perms.as_bytes().get(2) == Some(&b'x'))
-    })
+    vmas(&text)
+        .iter()
+        .any(|v| (v.start..v.end).contains(&addr) && v.perms.as_bytes().get(2) == Some(&b'x'))
 }
 
 fn pipe() -> Result<(i32, i32), Errno> {

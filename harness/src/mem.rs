@@ -104,7 +104,7 @@ pub struct Region {
     map_len: usize,
 }
 
-fn map_raw(len: usize, prot: i32, flags: i32, fd: i32) -> Result<*mut u8, Errno> {
+pub(crate) fn map_raw(len: usize, prot: i32, flags: i32, fd: i32) -> Result<*mut u8, Errno> {
     // SAFETY: a fresh mapping chosen by the kernel; no existing memory is touched.
     let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
     if p == libc::MAP_FAILED {
@@ -211,22 +211,10 @@ impl Region {
                 (r, len, false)
             }
             Kind::Memfd => {
-                // SAFETY: memfd_create with a static NUL-terminated name.
-                let fd = unsafe { libc::memfd_create(c"pkeys".as_ptr(), libc::MFD_CLOEXEC) };
-                if fd < 0 {
-                    return Err(format!("memfd_create: {}", Errno::last()));
-                }
-                // SAFETY: ftruncate and close on the new fd; the mapping keeps its own reference.
-                let r = unsafe {
-                    if libc::ftruncate(fd, len as i64) != 0 {
-                        let e = Errno::last();
-                        libc::close(fd);
-                        return Err(format!("ftruncate(memfd): {e}"));
-                    }
-                    let r = map_raw(len, prot, libc::MAP_SHARED, fd);
-                    libc::close(fd);
-                    r
-                };
+                let fd = memfd(len)?;
+                let r = map_raw(len, prot, libc::MAP_SHARED, fd);
+                // SAFETY: the mapping keeps its own reference to the memfd.
+                unsafe { libc::close(fd) };
                 (r, len, false)
             }
             Kind::Shm => {
@@ -411,6 +399,23 @@ pub fn read_byte_at(addr: usize) -> u8 {
 unsafe impl Send for Region {}
 // SAFETY: as above; no method takes `&self` and mutates Rust-visible state.
 unsafe impl Sync for Region {}
+
+/// A memfd of `len` bytes (close-on-exec). The caller owns the returned fd.
+pub fn memfd(len: usize) -> Result<i32, String> {
+    // SAFETY: memfd_create with a static NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(c"pkeys".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", Errno::last()));
+    }
+    // SAFETY: ftruncate on the new fd, closed again if that fails.
+    if unsafe { libc::ftruncate(fd, len as i64) } != 0 {
+        let e = Errno::last();
+        // SAFETY: as above.
+        unsafe { libc::close(fd) };
+        return Err(format!("ftruncate(memfd): {e}"));
+    }
+    Ok(fd)
+}
 
 /// A temporary file of `len` bytes, already unlinked (created with `mkstemp` in `$TMPDIR` or
 /// `/tmp`). The caller owns the returned fd.

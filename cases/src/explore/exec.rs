@@ -79,118 +79,67 @@ fn execve() -> Outcome {
     }
 }
 
+/// A system call's result as the model states it: the value, or the errno.
+fn done(r: Result<(), Errno>) -> Outcome {
+    Outcome::Ret(ret(r.map(|()| 0)))
+}
+
+/// A call that moves one byte: its result and the byte observed.
+fn copied((r, byte): (Result<usize, Errno>, Option<u8>)) -> Outcome {
+    Outcome::Copy { ret: len(r), byte }
+}
+
+/// A probe's result: `ok` when it completed, else the fault.
+fn probed<T>(arena: &Arena, r: Result<T, ProbeFault>, ok: impl FnOnce(T) -> Outcome) -> Outcome {
+    match r {
+        Ok(v) => ok(v),
+        Err(f) => fault(arena, f),
+    }
+}
+
 /// Run one step (and a fork's or thread's sub-steps) and report its observation.
 fn run_step(ctx: &mut Ctx, arena: &Arena, step: &Step) {
     let outcome = match &step.op {
-        Op::Alloc { rights } => ret(pkru::alloc(0, *rights)),
-        Op::Free { key: k } => ret(sys::pkey_free(key(k)).map(|()| 0)),
+        Op::Alloc { rights } => Outcome::Ret(ret(pkru::alloc(0, *rights))),
+        Op::Free { key: k } => done(sys::pkey_free(key(k))),
         Op::PkeyMprotect {
             first,
             n,
             prot,
             key: k,
-        } => ret(arena
-            .pkey_mprotect(*first, *n, i32::from(*prot), key(k))
-            .map(|()| 0)),
-        Op::Mprotect { first, n, prot } => {
-            ret(arena.mprotect(*first, *n, i32::from(*prot)).map(|()| 0))
-        }
+        } => done(arena.pkey_mprotect(*first, *n, i32::from(*prot), key(k))),
+        Op::Mprotect { first, n, prot } => done(arena.mprotect(*first, *n, i32::from(*prot))),
         Op::Mmap {
             first,
             n,
             kind: MapKind::Shm,
             ..
-        } => ret(arena.shm_attach(*first, *n).map(|()| 0)),
+        } => done(arena.shm_attach(*first, *n)),
         Op::Mmap {
             first,
             n,
             kind,
             prot,
-        } => ret(arena
-            .mmap(*first, *n, backing(*kind), kind.shared(), i32::from(*prot))
-            .map(|()| 0)),
-        Op::Munmap { first, n } => ret(arena.munmap(*first, *n).map(|()| 0)),
-        Op::Mremap { src, n, dst, new_n } => ret(arena.mremap(*src, *n, *dst, *new_n).map(|()| 0)),
-        Op::DontNeed { first, n } => ret(arena.dontneed(*first, *n).map(|()| 0)),
+        } => done(arena.mmap(*first, *n, backing(*kind), kind.shared(), i32::from(*prot))),
+        Op::Munmap { first, n } => done(arena.munmap(*first, *n)),
+        Op::Mremap { src, n, dst, new_n } => done(arena.mremap(*src, *n, *dst, *new_n)),
+        Op::DontNeed { first, n } => done(arena.dontneed(*first, *n)),
         Op::Wrpkru { value } => {
             pkru::write(*value);
-            Ok(0)
+            Outcome::Done
         }
-        _ => Err(0),
-    };
-    let outcome = match (&step.op, outcome) {
-        (Op::Wrpkru { .. }, _) => Outcome::Done,
-        (
-            Op::Alloc { .. }
-            | Op::Free { .. }
-            | Op::PkeyMprotect { .. }
-            | Op::Mprotect { .. }
-            | Op::Mmap { .. }
-            | Op::Munmap { .. }
-            | Op::Mremap { .. }
-            | Op::DontNeed { .. },
-            r,
-        ) => Outcome::Ret(r),
-        (op, _) => other_step(ctx, arena, op, step),
-    };
-    // Every system call above may have changed PKRU (pkey_alloc, the execute-only key, a
-    // signal's edited frame): the harness's shadow follows the hardware.
-    let now = pkru::sync_shadow();
-    let seen = Observed { outcome, pkru: now };
-    ctx.diag(format!("O {} {seen}", step.label));
-}
-
-fn other_step(ctx: &mut Ctx, arena: &Arena, op: &Op, step: &Step) -> Outcome {
-    match op {
-        Op::Read { page } => match arena.load(*page) {
-            Ok(b) => Outcome::Loaded(b),
-            Err(f) => fault(arena, f),
-        },
-        Op::Write { page, val } => match arena.store(*page, *val) {
-            Ok(()) => Outcome::Done,
-            Err(f) => fault(arena, f),
-        },
+        Op::Read { page } => probed(arena, arena.load(*page), Outcome::Loaded),
+        Op::Write { page, val } => probed(arena, arena.store(*page, *val), |()| Outcome::Done),
         Op::Exec { page } => match arena.call(*page) {
-            Some(Ok(())) => Outcome::Done,
-            Some(Err(f)) => fault(arena, f),
+            Some(r) => probed(arena, r, |()| Outcome::Done),
             None => Outcome::NotRun("the page's first byte is not ret (0xc3)".into()),
         },
-        Op::KernelRead { page, val } => {
-            let (r, left) = arena.kernel_read_into(*page, *val);
-            Outcome::Copy {
-                ret: len(r),
-                byte: left,
-            }
-        }
-        Op::KernelWrite { page } => {
-            let (r, got) = arena.kernel_write_from(*page);
-            Outcome::Copy {
-                ret: len(r),
-                byte: got,
-            }
-        }
-        Op::PvmRead { page } => {
-            let (r, b) = arena.pvm_read(*page);
-            Outcome::Copy {
-                ret: len(r),
-                byte: b,
-            }
-        }
-        Op::MemRead { page } => {
-            let (r, b) = arena.mem_read(*page);
-            Outcome::Copy {
-                ret: len(r),
-                byte: b,
-            }
-        }
-        Op::PvmWrite { page, val } => Outcome::Copy {
-            ret: len(arena.pvm_write(*page, *val)),
-            byte: None,
-        },
-        Op::MemWrite { page, val } => Outcome::Copy {
-            ret: len(arena.mem_write(*page, *val)),
-            byte: None,
-        },
+        Op::KernelRead { page, val } => copied(arena.kernel_read_into(*page, *val)),
+        Op::KernelWrite { page } => copied(arena.kernel_write_from(*page)),
+        Op::PvmRead { page } => copied(arena.pvm_read(*page)),
+        Op::MemRead { page } => copied(arena.mem_read(*page)),
+        Op::PvmWrite { page, val } => copied((arena.pvm_write(*page, *val), None)),
+        Op::MemWrite { page, val } => copied((arena.mem_write(*page, *val), None)),
         Op::Signal { edit } => {
             let seen = arena.signal(*edit);
             Outcome::Handler {
@@ -215,8 +164,12 @@ fn other_step(ctx: &mut Ctx, arena: &Arena, op: &Op, step: &Step) -> Outcome {
             Outcome::Ended(if r.is_ok() { 0 } else { -1 })
         }
         Op::Execve => execve(),
-        other => Outcome::NotRun(format!("not an access: {other}")),
-    }
+    };
+    // Every system call above may have changed PKRU (pkey_alloc, the execute-only key, a
+    // signal's edited frame): the harness's shadow follows the hardware.
+    let now = pkru::sync_shadow();
+    let seen = Observed { outcome, pkru: now };
+    ctx.diag(format!("O {} {seen}", step.label));
 }
 
 /// Run planned steps in order, reporting each.

@@ -215,6 +215,8 @@ struct Explorer {
     avail: Available,
     /// The arena is made of 2 MiB pages with MADV_HUGEPAGE.
     huge: bool,
+    /// What a sequence's process declares it uses: the features of [`Explorer::avail`].
+    needs: Needs,
     /// How many steps predicted each kind of outcome, over every sequence that ran.
     tally: std::cell::RefCell<std::collections::BTreeMap<String, u64>>,
 }
@@ -252,19 +254,7 @@ impl Explorer {
         let shared = Arc::new(steps.clone());
         let memfd = self.avail.memfd;
         let huge = self.huge;
-        let mut needs = Needs::NONE;
-        for (f, on) in [
-            (Feature::Memfd, self.avail.memfd),
-            (Feature::ProcessVm, self.avail.process_vm),
-            (Feature::Smaps, self.avail.smaps),
-            (Feature::Madvise, self.avail.madvise),
-            (Feature::SysvShm, self.avail.shm),
-        ] {
-            if on {
-                needs = needs.feature(f);
-            }
-        }
-        let case = Case::new("explore-sequence", needs, move |c| {
+        let case = Case::new("explore-sequence", self.needs, move |c| {
             let arena = if huge {
                 Arena::new_huge(PAGES, FILE_PAGES, memfd)
             } else {
@@ -390,9 +380,7 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)], huge: bool
         shm: absent(Feature::SysvShm),
         futex: absent(Feature::Futex),
     };
-    let file_exec = Arena::new(1, 1, false)
-        .map_err(|e| Stop::Fail(format!("arena: {e}")))?
-        .file_exec();
+    let file_exec = pkeys_harness::arena::files_executable();
     let _thp = if huge { ThpMadvise::enable(ctx) } else { None };
     if huge {
         // Say whether the kernel backs the arena with huge pages at all (THP "never" leaves
@@ -431,6 +419,7 @@ fn explore(ctx: &mut Ctx, family: usize, mix: &'static [(u32, Kind)], huge: bool
         },
         avail,
         huge,
+        needs: avail.needs(),
         tally: Default::default(),
     };
     if !file_exec {

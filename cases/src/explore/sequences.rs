@@ -63,6 +63,24 @@ pub enum Kind {
     Execve,
 }
 
+impl Available {
+    /// The features a sequence that may use all of these declares (`Needs`, so the harness
+    /// allows their use).
+    pub fn needs(&self) -> pkeys_harness::Needs {
+        use pkeys_harness::Feature;
+        [
+            (Feature::Memfd, self.memfd),
+            (Feature::ProcessVm, self.process_vm),
+            (Feature::Smaps, self.smaps),
+            (Feature::Madvise, self.madvise),
+            (Feature::SysvShm, self.shm),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .fold(pkeys_harness::Needs::NONE, |n, (f, _)| n.feature(f))
+    }
+}
+
 fn range() -> impl Strategy<Value = (usize, usize)> {
     prop_oneof![
         3 => (0..PAGES, 1..=3usize),
