@@ -101,11 +101,7 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Whether the process runs as root (effective uid 0).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+pub use pkeys_common::user::is_root;
 
 /// Send `sig` to the calling thread (`tgkill(getpid(), gettid(), sig)`).
 pub fn raise(sig: i32) {
@@ -390,23 +386,6 @@ pub fn core_limit_unlimited() -> Result<(), Errno> {
     };
     // SAFETY: setrlimit reads a valid rlimit struct.
     ret(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) } as libc::c_long).map(drop)
-}
-
-/// Make the process `cmd` starts receive SIGKILL when its parent dies (`PR_SET_PDEATHSIG`), so a
-/// child such as qemu never outlives the runner, even one killed with SIGKILL.
-pub fn die_with_parent(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only makes the prctl system
-    // call (async-signal-safe); it touches no locks or allocations.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
 }
 
 /// Probe for [`crate::features`]: `socket(AF_UNIX, SOCK_STREAM)`, closed at once.

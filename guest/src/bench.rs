@@ -2,7 +2,7 @@
 //!
 //! - [`overhead_mode`]: the hidden `pkeys-suite --bench-overhead N` mode, which measures the
 //!   fork-per-case isolation natively: `N` runs of an empty case through
-//!   [`crate::isolate::run`], next to `N` bare `fork` + `_exit` + `waitpid` rounds, and
+//!   [`pkeys_harness::isolate::run`], next to `N` bare `fork` + `_exit` + `waitpid` rounds, and
 //!   prints one JSON line.
 //! - [`run_guest_bench`]: called by the guest init after the suite when the initramfs holds
 //!   `/pkeys/bench`; it runs the listed programs (the kernel's C selftests) one after the other,
@@ -15,16 +15,16 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::isolate::{self, Options};
-use crate::probe::Caps;
-use crate::{Case, Needs, Verdict};
+use pkeys_harness::isolate::{self, Options};
+use pkeys_harness::probe::Caps;
+use pkeys_harness::{Case, Needs, Verdict};
 
 /// The hidden option.
 const OVERHEAD_FLAG: &str = "--bench-overhead";
 /// The list of programs the guest init runs after the suite.
 const BENCH_FILE: &str = "/pkeys/bench";
 /// The prefix of every marker line the bench hook writes.
-pub const MARKER: &str = "# pkeys-bench: ";
+pub const MARKER: &str = pkeys_common::protocol::BENCH_MARKER;
 
 /// `pkeys-suite --bench-overhead N`: returns `Some(exit code)` when the flag is present.
 pub fn overhead_mode(argv: &[String]) -> Option<ExitCode> {

@@ -9,6 +9,7 @@
 //! on the console and followed by a power-off. Only `libc` is used: the process is single-threaded
 //! and every call is a plain system call.
 
+use pkeys_common::protocol;
 use std::ffi::{CStr, CString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -150,7 +151,7 @@ fn mount_all() -> Result<(), String> {
     }
     // Failure is fine: the hugetlb cases SKIP with the reason. 2 MiB pages by name, since the
     // default huge page size (what vm.nr_hugepages counts) may be 1 GiB.
-    let _ = std::fs::write(crate::probe::NR_HUGEPAGES_2M, HUGEPAGES);
+    let _ = std::fs::write(pkeys_harness::probe::NR_HUGEPAGES_2M, HUGEPAGES);
     Ok(())
 }
 
@@ -251,7 +252,7 @@ fn init_main() -> Result<(), String> {
     env_ptrs.push(std::ptr::null());
 
     console("pkeys-init: starting suite");
-    let suite_start = super::bench::now_ns();
+    let suite_start = crate::bench::now_ns();
     // SAFETY: PID 1 is single-threaded here; the child only calls async-signal-safe functions
     // (dup2, execve, write, _exit) on data prepared before the fork.
     let child = unsafe { libc::fork() };
@@ -273,17 +274,17 @@ fn init_main() -> Result<(), String> {
     }
 
     let end = reap_until(child)?;
-    let suite_ns = super::bench::now_ns() - suite_start;
+    let suite_ns = crate::bench::now_ns() - suite_start;
     let line = match end {
-        SuiteEnd::Exit(code) => format!("\n# pkeys-init: suite exit={code}\n"),
-        SuiteEnd::Signal(sig) => format!("\n# pkeys-init: suite signal={sig}\n"),
+        SuiteEnd::Exit(code) => format!("\n{}\n", protocol::end_marker_exit(code)),
+        SuiteEnd::Signal(sig) => format!("\n{}\n", protocol::end_marker_signal(sig)),
     };
     console(line.trim());
     // Orphans of the suite must not keep writing after the end marker.
     // SAFETY: kill(-1) as PID 1 signals every other process; nothing of ours is harmed.
     unsafe { libc::kill(-1, libc::SIGKILL) };
     // Benchmarks only (`pkeys-qemu bench`): the programs of /pkeys/bench, when present.
-    super::bench::run_guest_bench(tty, suite_ns);
+    crate::bench::run_guest_bench(tty, suite_ns);
     write_all(tty, line.as_bytes())?;
     // SAFETY: tty is an open tty; tcdrain waits until the UART has sent everything, fsync
     // flushes whatever the driver still buffers.
