@@ -283,12 +283,7 @@ pub(crate) enum Waited {
 /// Read the child's lines from `rd` into `lines` until the child `pid` changes state (exits, is
 /// killed, or, when traced, stops) or `deadline` passes. The pipe is read while waiting, so a
 /// child that writes much never blocks on a full pipe.
-pub(crate) fn collect(
-    pid: i32,
-    rd: i32,
-    deadline: Option<Instant>,
-    lines: &mut Lines,
-) -> Waited {
+pub(crate) fn collect(pid: i32, rd: i32, deadline: Option<Instant>, lines: &mut Lines) -> Waited {
     let status = |st: Option<i32>| st.map_or(Waited::NoStatus, Waited::Status);
     loop {
         let wait_ms = match deadline {
@@ -398,9 +393,7 @@ impl ChildResult {
     /// SIGKILL) the signal alone (`si_code` and the rest `None`).
     pub fn killed_by(&self) -> Option<(i32, Option<Crash>)> {
         match self.ended {
-            Ended::Killed { signo, .. } => {
-                Some((signo, self.crash.filter(|c| c.signo == signo)))
-            }
+            Ended::Killed { signo, .. } => Some((signo, self.crash.filter(|c| c.signo == signo))),
             _ => None,
         }
     }
@@ -545,7 +538,10 @@ mod tests {
         l.buf
             .extend_from_slice(b"D one\nV FAIL bad | thing\nS 11 1 0x20 0\nD tail");
         l.take(false);
-        assert_eq!(l.diags, ["one", "unexpected signal: SIGSEGV si_code=1 si_addr=0x20"]);
+        assert_eq!(
+            l.diags,
+            ["one", "unexpected signal: SIGSEGV si_code=1 si_addr=0x20"]
+        );
         assert_eq!(l.verdict, Some(Verdict::Fail("bad | thing".into())));
         l.take(true);
         assert_eq!(l.diags.last().map(String::as_str), Some("tail"));
@@ -560,14 +556,19 @@ mod tests {
             ended,
             crash,
         };
-        assert_eq!(r(Some(Verdict::Pass), Ended::Exited(0), None).outcome("c"), Ok(()));
+        assert_eq!(
+            r(Some(Verdict::Pass), Ended::Exited(0), None).outcome("c"),
+            Ok(())
+        );
         assert_eq!(
             r(Some(Verdict::Fail("x".into())), Ended::Exited(0), None).outcome("c"),
             Err(Stop::Fail("c: x".into()))
         );
         assert_eq!(
             r(Some(Verdict::Pass), Ended::Exited(3), None).outcome("c"),
-            Err(Stop::Fail("c: exited with status 3 without a verdict".into()))
+            Err(Stop::Fail(
+                "c: exited with status 3 without a verdict".into()
+            ))
         );
         let crash = Crash {
             signo: libc::SIGSEGV,

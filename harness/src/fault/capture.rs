@@ -1,8 +1,8 @@
 //! The capture handler: records each SIGSEGV and rewrites the saved PKRU so the access completes.
 
 use super::recorder::{record, recorded, reset};
-use super::{HAS_PKRU, PKRU_OFFSET, XSTATE_BV_OFFSET, XSTATE_PKRU, die_from_handler, frame_pkru};
 use super::{Fault, init_layout, install, siginfo_fields};
+use super::{HAS_PKRU, PKRU_OFFSET, XSTATE_BV_OFFSET, XSTATE_PKRU, die_from_handler, frame_pkru};
 use crate::pkru;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -98,4 +98,3 @@ pub fn capture(fix: Fix, f: impl FnOnce()) -> Capture {
     let faults = recorded();
     Capture { faults, pkru_after }
 }
-

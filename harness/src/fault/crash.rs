@@ -118,4 +118,3 @@ pub fn install_crash_handlers() {
         install(sig, on_crash, libc::SA_ONSTACK);
     }
 }
-

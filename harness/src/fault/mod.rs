@@ -48,7 +48,6 @@ pub struct Fault {
     pub xstate_bv: u64,
 }
 
-
 pub(crate) static PKRU_OFFSET: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static HAS_PKRU: AtomicBool = AtomicBool::new(false);
 

@@ -72,4 +72,3 @@ pub fn install_longjmp(sig: i32, flag: usize, onstack: bool) {
     LONGJMP_FLAG.store(flag, Ordering::SeqCst);
     install(sig, on_longjmp, if onstack { libc::SA_ONSTACK } else { 0 });
 }
-

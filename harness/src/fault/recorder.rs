@@ -118,4 +118,3 @@ pub fn wait_recorded(n: usize, timeout: std::time::Duration) -> Vec<Fault> {
     }
     recorded()
 }
-
