@@ -510,6 +510,21 @@ pub fn in_child(f: impl FnOnce(&mut ChildCtx) -> Outcome) -> Result<ChildResult,
 mod tests {
     use super::*;
 
+    /// The test harness runs this on a thread of its own, and a second one is parked here: the
+    /// fork refuses a multi-threaded caller.
+    #[test]
+    fn fork_refuses_a_multi_threaded_caller() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        match check_single_threaded() {
+            Err(ForkError::Threads(n)) => assert!(n >= 2, "{n}"),
+            other => panic!("expected the thread check to refuse, got {other:?}"),
+        }
+        assert!(matches!(in_child(|_| Ok(())), Err(ForkError::Threads(_))));
+        drop(tx);
+        let _ = t.join();
+    }
+
     #[test]
     fn crash_line_parses_and_prints() {
         let c = Crash::parse("11 4 0x7f0012340000 5").unwrap();
