@@ -482,9 +482,30 @@ impl Drop for Child {
 /// at once with the running [`Child`] (for a parent that traces or talks to it). The child exits
 /// 0 after sending the verdict. The caller must be single-threaded (checked).
 pub fn spawn(f: impl FnOnce(&mut ChildCtx) -> Outcome) -> Result<Child, ForkError> {
+    spawn_with(Handlers::CrashReporters, f)
+}
+
+/// The signal handlers a child runs its closure with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handlers {
+    /// The crash reporters, freshly installed ([`fault::install_crash_handlers`]): a fault kills
+    /// the child and its report comes back in [`ChildResult::crash`].
+    CrashReporters,
+    /// The handlers the caller had installed, kept as they are (a child that goes on probing
+    /// faults with the caller's own handler); crash reports still go to the child's pipe.
+    Inherited,
+}
+
+/// [`spawn`] with a choice of signal handlers.
+pub fn spawn_with(
+    handlers: Handlers,
+    f: impl FnOnce(&mut ChildCtx) -> Outcome,
+) -> Result<Child, ForkError> {
     let (pid, rd) = spawn_raw(|wr| {
         fault::set_report_fd(wr);
-        fault::install_crash_handlers();
+        if handlers == Handlers::CrashReporters {
+            fault::install_crash_handlers();
+        }
         let mut c = ChildCtx { fd: wr };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut c)));
         send(wr, &verdict_line(r));
@@ -502,7 +523,15 @@ pub fn spawn(f: impl FnOnce(&mut ChildCtx) -> Outcome) -> Result<Child, ForkErro
 /// messages and how it ended: an access that faults kills the child, and the result carries the
 /// signal with `si_code`, `si_addr` and `si_pkey`. The caller must be single-threaded (checked).
 pub fn in_child(f: impl FnOnce(&mut ChildCtx) -> Outcome) -> Result<ChildResult, ForkError> {
-    let mut c = spawn(f)?;
+    in_child_with(Handlers::CrashReporters, f)
+}
+
+/// [`in_child`] with a choice of signal handlers.
+pub fn in_child_with(
+    handlers: Handlers,
+    f: impl FnOnce(&mut ChildCtx) -> Outcome,
+) -> Result<ChildResult, ForkError> {
+    let mut c = spawn_with(handlers, f)?;
     Ok(c.finish())
 }
 

@@ -3,7 +3,7 @@
 //! the process still leaves every earlier observation behind.
 
 use pkeys_harness::arena::{Arena, Backing, ProbeFault};
-use pkeys_harness::child::{self, ChildResult, Ended};
+use pkeys_harness::child::{self, ChildResult, Ended, Handlers};
 use pkeys_harness::sys::{self, Errno};
 use pkeys_harness::{Ctx, pkru};
 use pkeys_model::obs::Segv;
@@ -152,8 +152,9 @@ fn run_step(ctx: &mut Ctx, arena: &Arena, step: &Step) {
             Ok(s) => Outcome::Smaps(s),
             Err(e) => Outcome::NotRun(e),
         },
-        // The child reports its steps through the case's own pipe (`ctx`).
-        Op::Fork { .. } => match child::in_child(|_| {
+        // The child reports its steps through the case's own pipe (`ctx`) and probes faults with
+        // the arena's handlers, which it keeps.
+        Op::Fork { .. } => match child::in_child_with(Handlers::Inherited, |_| {
             run_steps(ctx, arena, &step.sub);
             Ok(())
         }) {
