@@ -6,6 +6,10 @@
 //! an unexpected signal into FAIL with the signal, `si_code` and address, and reports a case that
 //! exits without a verdict or leaves processes behind. Nothing a case does to its own process (PKRU
 //! left restrictive, keys leaked, a wild write) can reach the next case.
+//!
+//! The fork, the pipe protocol, the crash-line parser and the wait loop are those of
+//! [`crate::child`]; this module adds the per-case duties: the process group, the time limit,
+//! killing the group, the subreaper and the leftover check.
 
 use crate::case::{Case, Ctx, Stop};
 use crate::child::{self, Lines, Waited, signal_name, wait_status};
