@@ -96,7 +96,7 @@ pub const EXPECTED: &[(&str, &str, &str)] = &[
     (
         "selftest::wrong::lifecycle_fork",
         "FAIL",
-        "child: child's PKRU (the parent's): expected PKRU ",
+        "child's PKRU (the parent's): expected PKRU ",
     ),
     (
         "selftest::wrong::race_si_pkey",
