@@ -7,6 +7,7 @@
 //! - [`features`]: optional kernel features (sockets, SysV shm, ...) and their config options;
 //! - [`fault`]: the SIGSEGV capture (`si_code`, `si_addr`, `si_pkey`, handler and saved PKRU);
 //! - [`mem`]: mappings of every kind (anonymous, THP, hugetlb, file, memfd, SysV shm) with safe access;
+//! - [`child`]: the one way to run code in a forked child (verdict, messages, how it ended);
 //! - [`case`], [`verdict`], [`isolate`]: the case model, verdicts and fork-per-case isolation;
 //! - [`ktap`], [`verdict`]: the KTAP writer and verdicts, from `pkeys-common`.
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@
 
 pub mod arena;
 pub mod case;
+pub mod child;
 pub mod cpu;
 pub mod fault;
 pub mod features;

@@ -183,20 +183,6 @@ pub fn mseal(addr: usize, len: usize) -> Result<(), Errno> {
     ret(unsafe { libc::syscall(SYS_MSEAL, addr, len, 0usize) }).map(drop)
 }
 
-/// Fork; the child runs `f` and `_exit`s with its result; the parent gets the child's pid.
-pub fn fork_run(f: impl FnOnce() -> i32) -> Result<i32, Errno> {
-    // SAFETY: the case process is single-threaded when it calls this.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Errno::last());
-    }
-    if pid == 0 {
-        let code = f();
-        exit_now(code);
-    }
-    Ok(pid)
-}
-
 /// Environment variable that makes the suite binary print its PKRU at start and exit (used by
 /// the exec cases: a freshly exec'd process must start with `init_pkru`).
 pub const PRINT_PKRU_ENV: &str = "PKEYS_PRINT_PKRU";
