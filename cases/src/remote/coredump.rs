@@ -1,7 +1,7 @@
 //! The PKRU in the `NT_X86_XSTATE` note of a core dump.
 
-use super::elf_notes::elf_notes;
 use crate::util::{forkfail, forward, sysfail};
+use pkeys_common::elf::Elf64;
 use pkeys_harness::child::{self, Ended};
 use pkeys_harness::fault;
 use pkeys_harness::ptrace as pt;
@@ -135,21 +135,24 @@ fn core_round(ctx: &mut Ctx, sleep: bool) -> Result<u32, Stop> {
         Ok(c) => c,
         Err(e) => skip!("no core appeared at {path}: {e}"),
     };
-    let notes = elf_notes(&core).map_err(|m| Stop::Fail(format!("core: {m}")))?;
+    let notes = Elf64::parse(&core)
+        .and_then(|elf| elf.notes())
+        .map_err(|e| Stop::Fail(format!("core: {e}")))?;
     let xs: Vec<&[u8]> = notes
         .iter()
-        .filter(|(name, ty, _)| *ty == pt::NT_X86_XSTATE as u32 && name == b"LINUX")
-        .map(|(_, _, d)| *d)
+        .filter(|n| n.kind == pt::NT_X86_XSTATE as u32 && n.name == b"LINUX")
+        .map(|n| n.desc)
         .collect();
     check_eq!(xs.len(), 1, "NT_X86_XSTATE notes in the core");
     let x = xs[0];
     let off = cpu::probe().xsave_pkru_offset as usize;
+    let bv_at = fault::XSTATE_BV_OFFSET;
     check!(
-        off != 0 && x.len() >= off + 4 && x.len() >= 520,
+        off != 0 && x.len() >= off + 4 && x.len() >= bv_at + 8,
         "NT_X86_XSTATE note of {} bytes has no PKRU (offset {off})",
         x.len()
     );
-    let bv = u64::from_le_bytes(x[512..520].try_into().unwrap());
+    let bv = u64::from_le_bytes(x[bv_at..bv_at + 8].try_into().unwrap());
     let got = u32::from_le_bytes(x[off..off + 4].try_into().unwrap());
     ctx.diag(format!(
         "core {path}: {} bytes, note {} bytes, XSTATE_BV {bv:#x}, PKRU at {off:#x} = {}",

@@ -18,12 +18,11 @@
 //! `arch_vma_access_permitted()` and ignores PKRU entirely, even when the target is the caller.
 //!
 //! Modules: `copy` (system calls copying to or from a protected buffer), `process_vm`
-//! (process_vm_readv/writev), `poke` (ptrace POKEDATA), `coredump` (the PKRU in a core dump),
-//! `elf_notes` (the ELF note parser the core dump check uses).
+//! (process_vm_readv/writev), `poke` (ptrace POKEDATA), `coredump` (the PKRU in a core dump, read
+//! with `pkeys_common::elf`).
 
 mod copy;
 mod coredump;
-mod elf_notes;
 mod poke;
 mod process_vm;
 
