@@ -337,19 +337,21 @@ pub fn parse_guest(stream: &str) -> GuestBench {
 }
 
 /// What a C program reports as done.
+///
+/// (Fields in alphabetical order: the order `bench.json` has always had them in.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Checks {
-    /// Checks that ran to a verdict: `test N PASSED` lines of `protection_keys` (one per
-    /// test function per round), `ok`/`not ok` lines of `pkey_sighandler_tests` (kselftest).
-    pub run: u32,
-    /// Failed ones: `assert() at` (protection_keys exits at its first failed assertion) or
-    /// `not ok`.
-    pub failed: u32,
     /// Distinct checks among them (test numbers of `protection_keys`, whose 21 tests run in
     /// 22 rounds; test names of kselftest lines).
     pub distinct: u32,
+    /// Failed ones: `assert() at` (protection_keys exits at its first failed assertion) or
+    /// `not ok`.
+    pub failed: u32,
     /// Whether the program said it finished (`done (all tests OK)`, or kselftest's `# Totals`).
     pub finished: bool,
+    /// Checks that ran to a verdict: `test N PASSED` lines of `protection_keys` (one per
+    /// test function per round), `ok`/`not ok` lines of `pkey_sighandler_tests` (kselftest).
+    pub run: u32,
 }
 
 /// Counts the checks in a C program's output.

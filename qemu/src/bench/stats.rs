@@ -3,14 +3,16 @@
 use serde::Serialize;
 
 /// Median, min and max of a set of samples (seconds, ratios, ...), with the samples.
+///
+/// (Fields in alphabetical order: the order `bench.json` has always had them in.)
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
+    /// The largest sample.
+    pub max: f64,
     /// The median (the mean of the two middle samples for an even count).
     pub median: f64,
     /// The smallest sample.
     pub min: f64,
-    /// The largest sample.
-    pub max: f64,
     /// How many samples.
     pub n: usize,
     /// The samples, in the order they were taken.
@@ -50,6 +52,19 @@ impl Stats {
             "{:.digits$}{unit} (min {:.digits$}, max {:.digits$}, n={})",
             self.median, self.min, self.max, self.n
         )
+    }
+}
+
+impl Stats {
+    /// The same numbers times `k` (unit change).
+    pub fn scaled(&self, k: f64) -> Stats {
+        Stats {
+            median: self.median * k,
+            min: self.min * k,
+            max: self.max * k,
+            n: self.n,
+            samples: self.samples.iter().map(|v| v * k).collect(),
+        }
     }
 }
 
