@@ -33,4 +33,5 @@ pub mod outdir;
 pub mod paths;
 pub mod pdeathsig;
 pub mod qemu;
+pub mod runner;
 pub mod suite;
