@@ -34,36 +34,83 @@ pub struct ParsedStream {
 /// ANSI escapes and kernel timestamps are removed; lines that are not KTAP are ignored;
 /// a last line with no terminating newline (truncated) is left out. Diagnostic lines
 /// belong to the next result; a FAIL's message is its `# <id>: FAIL: <message>` line.
+/// [`StreamParser`] is the same parser fed one line at a time.
 pub fn parse(text: &str) -> ParsedStream {
-    let mut out = ParsedStream::default();
-    let mut pending: Vec<String> = Vec::new();
+    let mut parser = StreamParser::default();
     let mut lines: Vec<&str> = text.split('\n').collect();
     // The last element follows the final newline: empty, or a truncated line.
     lines.pop();
     for raw in lines {
-        let cleaned = clean_line(raw);
-        let line = strip_timestamp(&cleaned);
+        parser.line(raw);
+    }
+    parser.finish()
+}
+
+/// What one line of a result stream was (see [`StreamParser::line`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamLine {
+    /// `KTAP version 1`: the suite started.
+    Version,
+    /// The `# pkeys-suite key=value ...` header.
+    Header,
+    /// The plan `1..N`.
+    Plan(usize),
+    /// A result: the index of its case in [`ParsedStream::cases`].
+    Result(usize),
+    /// `# pkeys-suite: done ...`.
+    Done,
+    /// A `# pkeys-init: ...` line of the guest's init.
+    Init,
+    /// A diagnostic (it belongs to the next result).
+    Diagnostic,
+    /// Empty, console noise or garbage.
+    Other,
+}
+
+/// [`parse`] one line at a time, for a reader that watches a stream as it arrives: each line
+/// is cleaned and parsed once, [`StreamParser::line`] says what it was, and
+/// [`StreamParser::finish`] gives the same [`ParsedStream`] as [`parse`] of the lines.
+#[derive(Debug, Clone, Default)]
+pub struct StreamParser {
+    out: ParsedStream,
+    pending: Vec<String>,
+    cleaned: String,
+}
+
+impl StreamParser {
+    /// Parses one complete line (without its `\n`).
+    pub fn line(&mut self, raw: &str) -> StreamLine {
+        self.cleaned = clean_line(raw);
+        let line = strip_timestamp(&self.cleaned);
+        let out = &mut self.out;
         if line.is_empty() {
-            continue;
+            return StreamLine::Other;
         }
         if line.contains(VERSION_LINE) {
             out.started = true;
+            StreamLine::Version
         } else if let Some(rest) = line.strip_prefix('#') {
             let body = rest.trim_start();
             if let Some(header) = body.strip_prefix(SUITE).and_then(|r| r.strip_prefix(' ')) {
                 out.meta.extend(parse_key_values(header));
+                StreamLine::Header
             } else if body.starts_with(DONE) {
                 out.done = true;
+                StreamLine::Done
             } else if let Some(rest) = body.strip_prefix(INIT) {
                 if let Some(code) = rest.trim().strip_prefix("suite exit=") {
                     out.init_exit = Some(code.trim().to_owned());
                 }
+                StreamLine::Init
             } else {
-                pending.push(body.to_owned());
+                self.pending.push(body.to_owned());
+                StreamLine::Diagnostic
             }
         } else if let Some(n) = parse_plan(line) {
             out.plan = Some(n);
+            StreamLine::Plan(n)
         } else if let Some(mut case) = parse_result(line) {
+            let pending = &mut self.pending;
             let fail_prefix = format!("{}: FAIL:", case.id);
             if case.verdict == Verdict::Fail && case.reason.is_none() {
                 case.reason = pending
@@ -82,14 +129,33 @@ pub fn parse(text: &str) -> ParsedStream {
                 }
                 None => true,
             });
-            case.diagnostics = std::mem::take(&mut pending);
+            case.diagnostics = std::mem::take(pending);
             out.cases.push(case);
+            StreamLine::Result(out.cases.len() - 1)
+        } else {
+            // Console noise or garbage.
+            StreamLine::Other
         }
-        // Anything else is console noise or garbage.
     }
-    out.trailing_diagnostics = pending;
-    out.complete = out.done && out.plan == Some(out.cases.len());
-    out
+
+    /// The last line given to [`StreamParser::line`], cleaned (NULs, `\r`, escapes removed;
+    /// the kernel timestamp kept).
+    pub fn cleaned(&self) -> &str {
+        &self.cleaned
+    }
+
+    /// What the lines so far gave (diagnostics not yet followed by a result are not in it).
+    pub fn stream(&self) -> &ParsedStream {
+        &self.out
+    }
+
+    /// The parsed stream: diagnostics after the last result are its trailing diagnostics.
+    pub fn finish(self) -> ParsedStream {
+        let mut out = self.out;
+        out.trailing_diagnostics = self.pending;
+        out.complete = out.done && out.plan == Some(out.cases.len());
+        out
+    }
 }
 
 /// `1.234567s` as microseconds; `None` for anything else (negative, not finite, absurd).
@@ -282,6 +348,44 @@ use protocol::one_line;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Line by line, the parser says what each line was and ends with what [`parse`] gives.
+    #[test]
+    fn stream_parser_is_parse_one_line_at_a_time() {
+        let text = "\x1b[0m[    1.5] KTAP version 1\r\n# pkeys-suite pku=1\n1..2\nnoise\n\
+                    # a: duration=0.5s\n# a: FAIL: bad\nnot ok 1 a\nok 2 b # SKIP why\n\
+                    # pkeys-suite: done\n# trailing\n# pkeys-init: suite exit=0\ntrunc";
+        let mut p = StreamParser::default();
+        let kinds: Vec<StreamLine> = text.split('\n').take(12).map(|l| p.line(l)).collect();
+        assert_eq!(
+            kinds,
+            [
+                StreamLine::Version,
+                StreamLine::Header,
+                StreamLine::Plan(2),
+                StreamLine::Other,
+                StreamLine::Diagnostic,
+                StreamLine::Diagnostic,
+                StreamLine::Result(0),
+                StreamLine::Result(1),
+                StreamLine::Done,
+                StreamLine::Diagnostic,
+                StreamLine::Init,
+                StreamLine::Other,
+            ]
+        );
+        assert_eq!(p.cleaned(), "trunc");
+        assert_eq!(p.stream().cases[0].reason.as_deref(), Some("bad"));
+        assert_eq!(p.stream().cases[0].duration_us, Some(500_000));
+        let whole = parse(text);
+        assert_eq!(whole.trailing_diagnostics, ["trailing"]);
+        assert!(whole.complete);
+        let mut again = StreamParser::default();
+        for l in text.split('\n').take(11) {
+            again.line(l);
+        }
+        assert_eq!(again.finish(), whole);
+    }
 
     #[test]
     fn protocol_example() {
