@@ -14,14 +14,21 @@
 //! A failure before the `KTAP version 1` line is an infrastructure failure (TCG boots flake
 //! rarely): the guest is booted once more, and the run records `attempts = 2` and the reason.
 //! A failure after the suite started is a result and is never retried.
+//!
+//! Each file is read once, line by line, as it grows: result-stream lines go through
+//! [`pkeys_report::ktap::StreamParser`] (which both drives the progress events and builds the
+//! parsed stream the run is made of), console lines through the panic detector and into the
+//! kept console tail. Nothing is parsed again once the guest is gone.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use pkeys_report::{GuestRun, RunStatus, Timings};
+use pkeys_report::ktap::{ParsedStream, StreamLine, StreamParser};
+use pkeys_report::{CaseResult, GuestRun, RunStatus, Timings};
 
 use crate::cleanup;
 use crate::kernel::ResolvedKernel;
@@ -93,7 +100,12 @@ pub enum Event {
         cases: usize,
     },
     /// A KTAP result line (`ok ...` / `not ok ...`).
-    Result(String),
+    Result {
+        /// The line (cleaned).
+        line: String,
+        /// The result it carries (with the diagnostics that came before it).
+        case: CaseResult,
+    },
     /// The first boot failed before the suite started; booting again.
     Retrying {
         /// Why.
@@ -125,10 +137,11 @@ pub enum End {
 pub struct Attempt {
     /// How it ended (a crash wins over the end marker).
     pub end: End,
-    /// The result stream.
-    pub ktap: String,
-    /// The console.
-    pub console: String,
+    /// The result stream, parsed.
+    pub stream: ParsedStream,
+    /// The last [`CONSOLE_TAIL`] non-empty console lines, cleaned (a last line without newline
+    /// included).
+    pub console_tail: Vec<String>,
     /// Whether `KTAP version 1` was seen.
     pub started: bool,
     /// qemu start → `KTAP version 1`.
@@ -175,8 +188,46 @@ impl Tail {
         lines
     }
 
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.buf).into_owned()
+    /// The bytes after the last complete line (a line still being written, or truncated).
+    fn partial(&self) -> String {
+        String::from_utf8_lossy(&self.buf[self.scanned..]).into_owned()
+    }
+
+    /// Whether anything was read at all.
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// The last `n` non-empty console lines, cleaned, kept as they arrive (what
+/// [`pkeys_report::ktap::parse_console_tail`] gives for the whole text).
+#[derive(Debug)]
+struct ConsoleTail {
+    lines: VecDeque<String>,
+    n: usize,
+}
+
+impl ConsoleTail {
+    fn new(n: usize) -> ConsoleTail {
+        ConsoleTail {
+            lines: VecDeque::with_capacity(n + 1),
+            n,
+        }
+    }
+
+    /// Keeps a cleaned line unless it is blank.
+    fn push(&mut self, cleaned: String) {
+        if cleaned.trim().is_empty() || self.n == 0 {
+            return;
+        }
+        if self.lines.len() == self.n {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(cleaned);
+    }
+
+    fn into_vec(self) -> Vec<String> {
+        self.lines.into()
     }
 }
 
@@ -232,8 +283,8 @@ fn boot_once(
         Err(e) => {
             return Ok(Attempt {
                 end: End::SpawnFailed(format!("{e:#}")),
-                ktap: String::new(),
-                console: String::new(),
+                stream: ParsedStream::default(),
+                console_tail: Vec::new(),
                 started: false,
                 first_line: None,
                 last_line: None,
@@ -247,6 +298,8 @@ fn boot_once(
     let mut crash: Option<(String, Instant)> = None;
     let mut done_at: Option<Instant> = None;
     let mut exited: Option<String> = None;
+    let mut parser = StreamParser::default();
+    let mut tail = ConsoleTail::new(CONSOLE_TAIL);
     let end = loop {
         // Decide on the state *before* this read only after a final read following exit.
         let exited_before_read = match running.child.try_wait() {
@@ -255,30 +308,41 @@ fn boot_once(
             Err(e) => Some(format!("wait failed: {e}")),
         };
         for line in console.poll() {
+            let line = pkeys_report::console::clean_line(&line);
             if crash.is_none()
                 && let Some(hit) = pkeys_report::console::detect_panic(&line)
             {
                 crash = Some((hit, Instant::now()));
             }
+            tail.push(line);
         }
-        for line in ktap.poll() {
-            let line = pkeys_report::console::clean_line(&line);
-            if line.starts_with("KTAP version") && first_line.is_none() {
-                let t = start.elapsed();
-                first_line = Some(t);
-                progress(
+        for raw in ktap.poll() {
+            match parser.line(&raw) {
+                StreamLine::Version if first_line.is_none() => {
+                    let t = start.elapsed();
+                    first_line = Some(t);
+                    progress(
+                        &spec.name,
+                        Event::Started {
+                            after_s: t.as_secs_f64(),
+                        },
+                    );
+                }
+                StreamLine::Plan(cases) => progress(&spec.name, Event::Plan { cases }),
+                StreamLine::Result(i) => progress(
                     &spec.name,
-                    Event::Started {
-                        after_s: t.as_secs_f64(),
+                    Event::Result {
+                        line: parser.cleaned().to_owned(),
+                        case: parser.stream().cases[i].clone(),
                     },
-                );
-            } else if let Some(cases) = pkeys_report::ktap::parse_plan(&line) {
-                progress(&spec.name, Event::Plan { cases });
-            } else if line.starts_with("ok ") || line.starts_with("not ok ") {
-                progress(&spec.name, Event::Result(line.clone()));
-            } else if line.starts_with(END_MARKER) && done_at.is_none() {
-                done_at = Some(Instant::now());
-                last_line = Some(start.elapsed());
+                ),
+                StreamLine::Init
+                    if done_at.is_none() && parser.cleaned().starts_with(END_MARKER) =>
+                {
+                    done_at = Some(Instant::now());
+                    last_line = Some(start.elapsed());
+                }
+                _ => {}
             }
         }
         if exited.is_none() {
@@ -321,22 +385,30 @@ fn boot_once(
         std::thread::sleep(TICK);
     };
     running.kill();
-    // One last read: whatever the guest wrote before it was stopped.
-    console.poll();
-    ktap.poll();
-    let ktap_text = ktap.text();
-    if last_line.is_none() && !ktap_text.is_empty() {
+    // One last read: whatever the guest wrote before it was stopped (into the results, without
+    // events).
+    for line in console.poll() {
+        tail.push(pkeys_report::console::clean_line(&line));
+    }
+    tail.push(pkeys_report::console::clean_line(&console.partial()));
+    for raw in ktap.poll() {
+        parser.line(&raw);
+    }
+    if last_line.is_none() && !ktap.is_empty() {
         last_line = Some(start.elapsed());
     }
+    // A `KTAP version` line still without its newline counts as a start too.
+    let started =
+        first_line.is_some() || parser.stream().started || ktap.partial().contains("KTAP version");
     let qemu_stderr = std::fs::read_to_string(&files.qemu_log).unwrap_or_default();
     if qemu_stderr.trim().is_empty() {
         let _ = std::fs::remove_file(&files.qemu_log);
     }
     Ok(Attempt {
-        started: first_line.is_some() || ktap_text.lines().any(|l| l.contains("KTAP version")),
+        started,
         end,
-        ktap: ktap_text,
-        console: console.text(),
+        stream: parser.finish(),
+        console_tail: tail.into_vec(),
         first_line,
         last_line,
         total: start.elapsed(),
@@ -433,11 +505,12 @@ pub fn run(
             bail!("interrupted");
         }
     }
-    run.apply_stream(pkeys_report::ktap::parse(&attempt.ktap));
-    if let Some(message) = attempt.error_message(spec) {
+    let message = attempt.error_message(spec);
+    run.apply_stream(attempt.stream);
+    if let Some(message) = message {
         run.status = RunStatus::Error {
             message,
-            console_tail: pkeys_report::ktap::parse_console_tail(&attempt.console, CONSOLE_TAIL),
+            console_tail: attempt.console_tail,
         };
     }
     run.timings = Timings {
@@ -500,4 +573,37 @@ pub fn summary_line(run: &GuestRun) -> String {
         ));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tail kept line by line is the tail of the whole text.
+    #[test]
+    fn console_tail_as_it_arrives_is_the_whole_texts_tail() {
+        let texts = [
+            "a\r\n\n\x1b[0mb\n  \nc\nd\npartial",
+            "one\ntwo\n",
+            "",
+            "\n\n\n",
+            "x\ny\nz\nw\nv\n\u{0}\n",
+        ];
+        for text in texts {
+            for n in [0, 1, 3, 30] {
+                let mut tail = ConsoleTail::new(n);
+                let mut parts: Vec<&str> = text.split('\n').collect();
+                let partial = parts.pop().unwrap_or_default();
+                for line in parts {
+                    tail.push(pkeys_report::console::clean_line(line));
+                }
+                tail.push(pkeys_report::console::clean_line(partial));
+                assert_eq!(
+                    tail.into_vec(),
+                    pkeys_report::ktap::parse_console_tail(text, n),
+                    "{text:?} n={n}"
+                );
+            }
+        }
+    }
 }

@@ -41,7 +41,7 @@ impl GuestState {
                 done,
                 of: Some(*cases),
             },
-            (GuestState::Running { done, of }, Event::Result(_)) => {
+            (GuestState::Running { done, of }, Event::Result { .. }) => {
                 GuestState::Running { done: done + 1, of }
             }
             (s, _) => s,
@@ -205,13 +205,20 @@ pub fn event_line(name: &str, event: &Event) -> Option<String> {
         Event::Retrying { reason } => Some(format!(
             "pkeys-qemu: {name}: failed before the suite started ({reason}); retrying once"
         )),
-        Event::Plan { .. } | Event::Result(_) => None,
+        Event::Plan { .. } | Event::Result { .. } => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(line: &str) -> Event {
+        Event::Result {
+            line: line.to_owned(),
+            case: pkeys_report::ktap::parse_result_line(line).unwrap(),
+        }
+    }
 
     #[test]
     fn states_follow_the_events() {
@@ -220,8 +227,8 @@ mod tests {
         s = s.next(&Event::Started { after_s: 3.0 });
         assert_eq!(s.text(), "running, 0 results");
         s = s.next(&Event::Plan { cases: 291 });
-        s = s.next(&Event::Result("ok 1 a".into()));
-        s = s.next(&Event::Result("not ok 2 b".into()));
+        s = s.next(&result("ok 1 a"));
+        s = s.next(&result("not ok 2 b"));
         assert_eq!(s.text(), "running 2 of 291");
         s = s.next(&Event::Booting { attempt: 2 });
         assert_eq!(s.text(), "booting (attempt 2)");
@@ -234,7 +241,7 @@ mod tests {
         r.event("a", Event::Booting { attempt: 1 });
         r.event("a", Event::Started { after_s: 1.0 });
         r.event("a", Event::Plan { cases: 3 });
-        r.event("a", Event::Result("ok 1 x".into()));
+        r.event("a", result("ok 1 x"));
         assert_eq!(
             r.state("a"),
             Some(GuestState::Running {
@@ -254,6 +261,6 @@ mod tests {
             event_line("g", &Event::Started { after_s: 3.44 }).as_deref(),
             Some("pkeys-qemu: g: suite started after 3.4 s")
         );
-        assert_eq!(event_line("g", &Event::Result("ok 1 a".into())), None);
+        assert_eq!(event_line("g", &result("ok 1 a")), None);
     }
 }

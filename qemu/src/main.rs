@@ -236,7 +236,7 @@ fn show(p: Progress<'_>) {
             Event::Started { after_s } => {
                 say(&format!("{name}: suite started after {after_s:.1} s"))
             }
-            Event::Result(line) => match expected {
+            Event::Result { line, .. } => match expected {
                 Some(reason) => {
                     eprintln!("  {line}  [XFAIL: expected on this kernel: {reason}]")
                 }

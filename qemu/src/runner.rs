@@ -221,13 +221,12 @@ pub fn spec_short(spec: &str) -> String {
     }
 }
 
-/// The expectation's reason when a result line is an expected failure on `run`'s kernel.
+/// The expectation's reason when a result is an expected failure on `run`'s kernel.
 fn expected_reason<'e>(
-    line: &str,
+    case: &pkeys_report::CaseResult,
     run: &GuestRun,
     expectations: &'e Expectations,
 ) -> Option<&'e str> {
-    let case = pkeys_report::ktap::parse_result_line(line)?;
     let e = expectations.lookup(run, &case.id)?;
     (pkeys_report::classify::classified(case.verdict, e.verdict) == pkeys_report::Verdict::XFail)
         .then_some(e.reason.as_str())
@@ -339,7 +338,7 @@ pub fn run_one(o: &RunOptions, progress: &(dyn Fn(Progress<'_>) + Sync)) -> Resu
     provisional.accel = spec.accel.to_string();
     let on_event = |name: &str, event: Event| {
         let expected = match &event {
-            Event::Result(line) => expected_reason(line, &provisional, &expectations),
+            Event::Result { case, .. } => expected_reason(case, &provisional, &expectations),
             _ => None,
         };
         progress(Progress::Guest {

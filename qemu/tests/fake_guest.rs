@@ -164,7 +164,7 @@ fn done_passes_and_times() {
     let results: Vec<_> = o
         .events
         .iter()
-        .filter(|e| matches!(e, Event::Result(_)))
+        .filter(|e| matches!(e, Event::Result { .. }))
         .collect();
     assert_eq!(results.len(), 2, "{:?}", o.events);
     assert!(matches!(o.events[0], Event::Booting { attempt: 1 }));

@@ -73,7 +73,7 @@ impl Seen {
             Progress::Say(m) => format!("say {m}"),
             Progress::Guest {
                 name,
-                event: Event::Result(line),
+                event: Event::Result { line, .. },
                 expected,
             } => format!("result {name} {line} expected={expected:?}"),
             Progress::Guest { name, event, .. } => format!("event {name} {event:?}"),
