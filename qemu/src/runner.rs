@@ -393,7 +393,7 @@ fn decide_accel(o: &RunOptions, kernel: &ResolvedKernel, env: &Env<'_>) -> Resul
 
 /// `run --kernel A --baseline B`: both kernels under one guest name, into `OUT/baseline` and
 /// `OUT/after`, the kernel under test under the baseline's accelerator; then
-/// [`pkeys_report::compare`] of the two runs' results (in memory).
+/// [`pkeys_report::compare()`] of the two runs' results (in memory).
 pub fn run_baseline(
     o: &RunOptions,
     baseline: &str,

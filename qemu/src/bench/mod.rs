@@ -16,7 +16,7 @@
 //! the last suite run of each kernel), rendered as a table in `<out>/report.html`.
 //!
 //! The modules: [`measure`] takes the figures, [`table`] holds the table rows, notes and
-//! targets a measurement records, [`print`] prints them, and [`json`] is `bench.json`'s typed
+//! targets a measurement records, [`print`](mod@print) prints them, and [`json`] is `bench.json`'s typed
 //! document; [`run`] drives them.
 
 pub mod bare;
