@@ -21,6 +21,8 @@ use std::time::Duration;
 
 /// The first line of a stream.
 pub const VERSION_LINE: &str = "KTAP version 1";
+/// What every KTAP version line starts with (a reader may see it before the line is complete).
+pub const VERSION_PREFIX: &str = "KTAP version";
 /// The header's tag: `# pkeys-suite key=value ...`.
 pub const SUITE: &str = "pkeys-suite";
 /// The tag of the line that ends a finished run: `# pkeys-suite: done <summary>`.
@@ -183,6 +185,7 @@ mod tests {
     #[test]
     fn markers_agree_with_their_tags() {
         assert_eq!(END_MARKER, format!("# {INIT} suite "));
+        assert!(VERSION_LINE.starts_with(VERSION_PREFIX));
         assert_eq!(DONE, format!("{SUITE}: done"));
         assert_eq!(end_marker_exit(3), "# pkeys-init: suite exit=3");
         assert_eq!(end_marker_signal(9), "# pkeys-init: suite signal=9");

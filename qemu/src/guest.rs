@@ -398,8 +398,11 @@ fn boot_once(
         last_line = Some(start.elapsed());
     }
     // A `KTAP version` line still without its newline counts as a start too.
-    let started =
-        first_line.is_some() || parser.stream().started || ktap.partial().contains("KTAP version");
+    let started = first_line.is_some()
+        || parser.stream().started
+        || ktap
+            .partial()
+            .contains(pkeys_common::protocol::VERSION_PREFIX);
     let qemu_stderr = std::fs::read_to_string(&files.qemu_log).unwrap_or_default();
     if qemu_stderr.trim().is_empty() {
         let _ = std::fs::remove_file(&files.qemu_log);

@@ -30,7 +30,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+/// gzip at the default level (the initramfs, and the C selftests' archive for benchmarks).
+pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::default());
     enc.write_all(data)?;
     Ok(enc.finish()?)

@@ -193,7 +193,7 @@ impl Resolver {
 
     fn say(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("pkeys-qemu: {msg}");
+            crate::progress::say(msg);
         }
     }
 

@@ -43,6 +43,7 @@ pub mod matrix;
 pub mod outdir;
 pub mod paths;
 pub mod pdeathsig;
+pub mod progress;
 pub mod qemu;
 pub mod runner;
 pub mod suite;

@@ -187,7 +187,7 @@ struct KernelSourceArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = cleanup::install() {
-        eprintln!("pkeys-qemu: error: cannot install the signal handler: {e}");
+        pkeys_qemu::say!("error: cannot install the signal handler: {e}");
         return ExitCode::from(2);
     }
     let result = match cli.command {
@@ -200,12 +200,12 @@ fn main() -> ExitCode {
     };
     match result {
         _ if cleanup::interrupted() => {
-            eprintln!("pkeys-qemu: interrupted; no guest left running");
+            pkeys_qemu::say!("interrupted; no guest left running");
             ExitCode::from(cleanup::exit_code() as u8)
         }
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("pkeys-qemu: error: {}", one_line(&format!("{e:#}")));
+            pkeys_qemu::say!("error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -219,9 +219,7 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
-fn say(msg: &str) {
-    eprintln!("pkeys-qemu: {msg}");
-}
+use pkeys_qemu::progress::say;
 
 /// Prints what a run reports while it goes.
 fn show(p: Progress<'_>) {
@@ -389,7 +387,7 @@ fn cmd_fetch(a: FetchArgs) -> Result<u8> {
                 k.info.version,
                 k.path.display()
             ),
-            Err(e) => eprintln!("pkeys-qemu: {name}: {}", one_line(&format!("{e:#}"))),
+            Err(e) => pkeys_qemu::say!("{name}: {}", one_line(&format!("{e:#}"))),
         },
     );
     Ok(u8::from(failed > 0))

@@ -146,7 +146,7 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
             .with_context(|| format!("guest {}", plan.name))?;
     }
     if plans.is_empty() {
-        eprintln!("pkeys-qemu: this shard has no guests");
+        crate::say!("this shard has no guests");
     }
 
     // Kernels, once each, in matrix order.
@@ -159,8 +159,8 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                 .resolve_named(&plan.kernel, &config, &spec)
                 .map_err(|e| format!("{e:#}"));
             match &k {
-                Ok(k) => eprintln!(
-                    "pkeys-qemu: kernel {}: {} {}",
+                Ok(k) => crate::say!(
+                    "kernel {}: {} {}",
                     plan.kernel,
                     if k.info.package.is_empty() {
                         k.path.display().to_string()
@@ -169,7 +169,7 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                     },
                     k.info.version
                 ),
-                Err(e) => eprintln!("pkeys-qemu: kernel {}: {e}", plan.kernel),
+                Err(e) => crate::say!("kernel {}: {e}", plan.kernel),
             }
             kernels.insert(plan.kernel.clone(), k);
             if crate::cleanup::interrupted() {
@@ -218,9 +218,9 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
         }
     };
     match &decision.why_not {
-        Some(why) => eprintln!("pkeys-qemu: {why}"),
+        Some(why) => crate::say!("{why}"),
         None if decision.kvm => {
-            eprintln!("pkeys-qemu: KVM works: guests on `max` run on `-cpu host` under KVM")
+            crate::say!("KVM works: guests on `max` run on `-cpu host` under KVM")
         }
         None => {}
     }
@@ -232,8 +232,8 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
     let finished = Mutex::new(0usize);
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let jobs = opts.jobs.clamp(1, total.max(1));
-    eprintln!(
-        "pkeys-qemu: running {total} guest(s), {jobs} at a time; output in {}",
+    crate::say!(
+        "running {total} guest(s), {jobs} at a time; output in {}",
         opts.out.display()
     );
     let reporter = crate::live::Reporter::for_stderr(total);
@@ -348,19 +348,19 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
     pkeys_report::classify_all(&mut results, &expectations);
     let written = pkeys_report::write_all(&results, &opts.out)?;
     for run in &results.runs {
-        eprintln!("pkeys-qemu: {}", guest::summary_line(run));
+        crate::say!("{}", guest::summary_line(run));
     }
     for run in &results.runs {
         for line in pkeys_report::problem_lines(run) {
-            eprintln!("pkeys-qemu: {}: {line}", run.name);
+            crate::say!("{}: {line}", run.name);
         }
     }
     let names: Vec<String> = written
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
-    eprintln!(
-        "pkeys-qemu: matrix: {total} guest(s) in {:.1} s; wrote {} to {}",
+    crate::say!(
+        "matrix: {total} guest(s) in {:.1} s; wrote {} to {}",
         started.elapsed().as_secs_f64(),
         names.join(", "),
         opts.out.display()

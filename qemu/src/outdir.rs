@@ -110,8 +110,8 @@ pub fn prepare(dir: &Path) -> Result<Prepared> {
 /// [`prepare`], saying on stderr when it removed an earlier run's files.
 pub fn prepare_announced(dir: &Path) -> Result<()> {
     if let Prepared::Cleared(n) = prepare(dir)? {
-        eprintln!(
-            "pkeys-qemu: removed {n} file(s) of an earlier run from {}",
+        crate::say!(
+            "removed {n} file(s) of an earlier run from {}",
             dir.display()
         );
     }

@@ -52,9 +52,7 @@ pub fn check_static(path: &Path) -> Result<()> {
 /// path, `target/x86_64-unknown-linux-gnu/release/pkeys-suite` (or under `$CARGO_TARGET_DIR`).
 pub fn build(workspace: &Path) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!(
-        "pkeys-qemu: building the static pkeys-suite (cargo build --release --target {TARGET})"
-    );
+    crate::say!("building the static pkeys-suite (cargo build --release --target {TARGET})");
     let status = Command::new(&cargo)
         .current_dir(workspace)
         .args([

@@ -39,7 +39,7 @@ pub const GUEST_OVERHEAD: &str = "pkeys_overhead";
 /// Empty cases the guest runs for [`GUEST_OVERHEAD`].
 pub const GUEST_OVERHEAD_CASES: u32 = 200;
 /// The marker prefix the guest init writes (`suite/src/bench.rs`).
-pub const MARKER: &str = "# pkeys-bench: ";
+pub const MARKER: &str = pkeys_common::protocol::BENCH_MARKER;
 
 /// The built programs.
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ fn source_deb(dir: &Path, cache: &Path) -> Result<PathBuf> {
         return Ok(deb);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    eprintln!("pkeys-qemu: bench: downloading {SOURCE_PACKAGE} (about 150 MB, once)");
+    crate::say!("bench: downloading {SOURCE_PACKAGE} (about 150 MB, once)");
     let mut own = Command::new("apt-get");
     own.args(["-q", "download", SOURCE_PACKAGE])
         .current_dir(dir)
@@ -99,8 +99,8 @@ fn source_deb(dir: &Path, cache: &Path) -> Result<PathBuf> {
         own.args(["-o", "APT::Sandbox::User=root"]);
     }
     if let Err(e) = run(&mut own) {
-        eprintln!(
-            "pkeys-qemu: bench: the machine's apt has no {SOURCE_PACKAGE} ({e:#}); trying {}",
+        crate::say!(
+            "bench: the machine's apt has no {SOURCE_PACKAGE} ({e:#}); trying {}",
             SOURCE_SUITES.join(", ")
         );
         let suites: Vec<String> = SOURCE_SUITES.iter().map(|s| (*s).to_owned()).collect();
@@ -156,10 +156,7 @@ pub fn prepare(cache: &Path) -> Result<Built> {
     // Bumped when the set of extracted folders changes.
     let stamp = src.join(".extracted-v2");
     if !stamp.is_file() {
-        eprintln!(
-            "pkeys-qemu: bench: extracting tools/ from {}",
-            deb.display()
-        );
+        crate::say!("bench: extracting tools/ from {}", deb.display());
         let tmp = tempfile::Builder::new()
             .prefix(".extract-")
             .tempdir_in(&dir)
@@ -192,7 +189,7 @@ pub fn prepare(cache: &Path) -> Result<Built> {
     std::fs::create_dir_all(&bin_dir)?;
     let mm = top.join("tools/testing/selftests/mm");
     for (name, bin) in &programs {
-        eprintln!("pkeys-qemu: bench: building {name} (gcc -static)");
+        crate::say!("bench: building {name} (gcc -static)");
         let tmp = bin.with_extension("tmp");
         run(Command::new("gcc")
             .current_dir(&mm)

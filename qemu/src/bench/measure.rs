@@ -3,13 +3,10 @@
 //! prints the tables ([`super::print`] does); progress while guests boot goes to stderr.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use pkeys_report::GuestRun;
 use serde::Deserialize;
 
@@ -30,11 +27,7 @@ pub fn secs(d: Duration) -> f64 {
 }
 
 /// Gzip'd `data`.
-pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-    enc.write_all(data)?;
-    Ok(enc.finish()?)
-}
+pub use crate::initramfs::gzip;
 
 /// The load averages of `/proc/loadavg`.
 pub fn load_avg() -> String {
@@ -45,7 +38,7 @@ pub fn load_avg() -> String {
 
 /// A progress line on stderr.
 pub fn say(line: &str) {
-    eprintln!("pkeys-qemu: bench: {line}");
+    crate::say!("bench: {line}");
 }
 
 /// Only retries are worth a line while a benchmark guest runs.
