@@ -2,7 +2,7 @@
 
 use pkeys_harness::fault::{Capture, Fault};
 use pkeys_harness::sys::{Errno, SEGV_PKUERR};
-use pkeys_harness::{Ctx, Stop};
+use pkeys_harness::{Ctx, Stop, maps};
 
 /// Turn a harness error into a failed case.
 pub fn sysfail<T>(what: &str, r: Result<T, Errno>) -> Result<T, Stop> {
@@ -94,43 +94,34 @@ pub fn smaps_pkey_side_check(ctx: &mut Ctx, addr: usize) -> Result<Option<i32>, 
 }
 
 fn read_smaps_pkey(addr: usize) -> Result<Option<i32>, Stop> {
-    let text = std::fs::read_to_string("/proc/self/smaps")
+    let text = std::fs::read_to_string(maps::SELF_SMAPS)
         .map_err(|e| Stop::Fail(format!("read smaps: {e}")))?;
-    let mut inside = false;
-    for line in text.lines() {
-        if let Some((range, _)) = line.split_once(' ')
-            && let Some((a, b)) = range.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = (a..b).contains(&addr);
-            continue;
-        }
-        if inside && let Some(v) = line.strip_prefix("ProtectionKey:") {
-            return v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|e| Stop::Fail(format!("smaps ProtectionKey {v:?}: {e}")));
-        }
+    match maps::find(&text, addr) {
+        Some(v) => v.pkey().map_err(Stop::Fail),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 /// The permissions column (`rwxp`) of the maps entry containing `addr`.
 pub fn maps_perms(addr: usize) -> Result<String, Stop> {
-    let text = std::fs::read_to_string("/proc/self/maps")
+    let text = std::fs::read_to_string(maps::SELF_MAPS)
         .map_err(|e| Stop::Fail(format!("read maps: {e}")))?;
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        if let (Some(range), Some(perms)) = (it.next(), it.next())
-            && let Some((a, b)) = range.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            && (a..b).contains(&addr)
-        {
-            return Ok(perms.to_string());
-        }
-    }
-    Err(Stop::Fail(format!("no mapping contains {addr:#x}")))
+    maps::find(&text, addr)
+        .map(|v| v.perms.to_string())
+        .ok_or_else(|| Stop::Fail(format!("no mapping contains {addr:#x}")))
+}
+
+/// The `/proc/self/smaps` entries intersecting `[start, end)`: `(start, end, ProtectionKey)`.
+/// Entries may reach beyond the range (a neighbouring mapping with equal attributes merges).
+pub fn smaps_entries(start: usize, end: usize) -> Result<Vec<(usize, usize, Option<i32>)>, Stop> {
+    pkeys_harness::features::touch(pkeys_harness::Feature::Smaps);
+    let text = std::fs::read_to_string(maps::SELF_SMAPS)
+        .map_err(|e| Stop::Fail(format!("read smaps: {e}")))?;
+    maps::parse(&text)
+        .iter()
+        .filter(|v| v.overlaps(start, end))
+        .map(|v| Ok((v.start, v.end, v.pkey().map_err(Stop::Fail)?)))
+        .collect()
 }
 
 /// A small deterministic generator (xorshift64*) for the seeded random choices.

@@ -9,7 +9,7 @@
 //! none. Every check is exact: the smaps key of every VMA in the range, the number of VMAs, and
 //! one fault with `si_code`, `si_pkey`, `si_addr` and the frame's PKRU after each operation.
 
-use crate::util::{expect_one_pkey_fault, init_pkru, mapped, smaps_pkey, sysfail};
+use crate::util::{expect_one_pkey_fault, init_pkru, mapped, smaps_entries, smaps_pkey, sysfail};
 use pkeys_harness::fault::{self, ChildEnd, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
@@ -78,38 +78,6 @@ pub fn cases() -> Vec<Case> {
         .with_timeout(Duration::from_secs(40)),
     );
     v
-}
-
-/// The `/proc/self/smaps` entries intersecting `[start, end)`: `(start, end, ProtectionKey)`.
-/// Entries may reach beyond the range (a neighbouring mapping with equal attributes merges).
-fn smaps_entries(start: usize, end: usize) -> Result<Vec<(usize, usize, Option<i32>)>, Stop> {
-    pkeys_harness::features::touch(pkeys_harness::Feature::Smaps);
-    let text = std::fs::read_to_string("/proc/self/smaps")
-        .map_err(|e| Stop::Fail(format!("read smaps: {e}")))?;
-    let mut out: Vec<(usize, usize, Option<i32>)> = Vec::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if let Some((range, _)) = line.split_once(' ')
-            && let Some((a, b)) = range.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = a < end && start < b;
-            if inside {
-                out.push((a, b, None));
-            }
-            continue;
-        }
-        if inside && let Some(v) = line.strip_prefix("ProtectionKey:") {
-            let k = v
-                .trim()
-                .parse()
-                .map_err(|e| Stop::Fail(format!("smaps ProtectionKey {v:?}: {e}")))?;
-            if let Some(last) = out.last_mut() {
-                last.2 = Some(k);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Print the entries of `[start, end)` and return their keys in address order.

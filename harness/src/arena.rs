@@ -11,7 +11,7 @@
 //! process_vm_readv(2), proc(5) (`/proc/PID/mem`, `/proc/PID/smaps`), sigaction(2).
 
 use crate::sys::Errno;
-use crate::{fault, pkru, sys};
+use crate::{fault, maps, pkru, sys};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 std::arch::global_asm!(
@@ -548,11 +548,11 @@ impl Arena {
     /// `AnonHugePages:` summed over the window's smaps entries, in kB (how much of it is mapped
     /// by transparent huge pages).
     pub fn anon_huge_kb(&self) -> Result<u64, String> {
-        let text = read_proc("/proc/self/smaps")?;
+        let text = read_proc(maps::SELF_SMAPS)?;
         let (lo, hi) = (self.base, self.base + self.pages * self.page);
-        Ok(vmas(&text)
+        Ok(maps::parse(&text)
             .into_iter()
-            .filter(|v| v.start < hi && v.end > lo)
+            .filter(|v| v.overlaps(lo, hi))
             .filter_map(|v| v.field("AnonHugePages:"))
             .map(|kb| kb.trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0))
             .sum())
@@ -561,12 +561,12 @@ impl Arena {
     /// Each page of the window as `/proc/self/smaps` describes it: `-` where nothing is mapped,
     /// else the permissions column and `k` with `ProtectionKey:` (`k?` when the field is absent).
     pub fn smaps(&self) -> Result<String, String> {
-        let text = read_proc("/proc/self/smaps")?;
-        let all = vmas(&text);
+        let text = read_proc(maps::SELF_SMAPS)?;
+        let all = maps::parse(&text);
         let words: Vec<String> = (0..self.pages)
             .map(|i| {
                 let p = self.base + i * self.page;
-                match all.iter().find(|v| (v.start..v.end).contains(&p)) {
+                match all.iter().find(|v| v.contains(p)) {
                     Some(v) => format!("{}k{}", v.perms, v.field("ProtectionKey:").unwrap_or("?")),
                     None => "-".into(),
                 }
@@ -578,48 +578,6 @@ impl Arena {
 
 fn read_proc(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))
-}
-
-/// One entry of `/proc/PID/maps` or `/proc/PID/smaps`: its range, permissions and the field
-/// lines that follow its header (none in `maps`).
-struct Vma<'a> {
-    start: usize,
-    end: usize,
-    perms: &'a str,
-    fields: Vec<&'a str>,
-}
-
-impl<'a> Vma<'a> {
-    /// The value of field `name` (e.g. `ProtectionKey:`), trimmed.
-    fn field(&self, name: &str) -> Option<&'a str> {
-        self.fields
-            .iter()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-    }
-}
-
-/// The entries of a maps or smaps text, in order.
-fn vmas(text: &str) -> Vec<Vma<'_>> {
-    let mut out: Vec<Vma<'_>> = Vec::new();
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        if let (Some(range), Some(perms)) = (it.next(), it.next())
-            && let Some((a, b)) = range.split_once('-')
-            && let (Ok(start), Ok(end)) =
-                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            out.push(Vma {
-                start,
-                end,
-                perms,
-                fields: Vec::new(),
-            });
-        } else if let Some(v) = out.last_mut() {
-            v.fields.push(line);
-        }
-    }
-    out
 }
 
 /// Whether `/proc/PID/mem` forces its way past the protection (FOLL_FORCE): a write to a
@@ -661,12 +619,12 @@ pub fn files_executable() -> bool {
 /// Whether `/proc/self/maps` shows `addr` in an executable mapping (true when it cannot be
 /// read: the caller then refuses to call what it cannot check).
 fn executable(addr: usize) -> bool {
-    let Ok(text) = read_proc("/proc/self/maps") else {
+    let Ok(text) = read_proc(maps::SELF_MAPS) else {
         return true;
     };
-    vmas(&text)
+    maps::parse(&text)
         .iter()
-        .any(|v| (v.start..v.end).contains(&addr) && v.perms.as_bytes().get(2) == Some(&b'x'))
+        .any(|v| v.contains(addr) && v.executable())
 }
 
 fn pipe() -> Result<(i32, i32), Errno> {

@@ -6,6 +6,7 @@
 //! - [`probe`]: what this machine can run, and the SKIP reason when it cannot;
 //! - [`features`]: optional kernel features (sockets, SysV shm, ...) and their config options;
 //! - [`fault`]: the SIGSEGV capture (`si_code`, `si_addr`, `si_pkey`, handler and saved PKRU);
+//! - [`maps`]: the one `/proc/PID/maps` and `smaps` parser;
 //! - [`mem`]: mappings of every kind (anonymous, THP, hugetlb, file, memfd, SysV shm) with safe access;
 //! - [`case`], [`verdict`], [`isolate`]: the case model, verdicts and fork-per-case isolation;
 //! - [`ktap`]: the KTAP version 1 writer.
@@ -21,6 +22,7 @@ pub mod guest;
 pub mod inject;
 pub mod isolate;
 pub mod ktap;
+pub mod maps;
 pub mod mem;
 pub mod pkru;
 pub mod probe;
