@@ -214,7 +214,7 @@ fn partial_split_and_merge(ctx: &mut Ctx) -> Outcome {
     let key = crate::util::alloc_random_key(ctx, 0, 8)?;
     sysfail(
         "pkey_mprotect(middle page)",
-        sys::pkey_mprotect(start + pg, pg, RW, key),
+        r.pkey_mprotect_range(pg, pg, RW, key),
     )?;
     check_eq!(
         entry_keys(ctx, "after keying the middle page", start, end)?,
@@ -228,7 +228,7 @@ fn partial_split_and_merge(ctx: &mut Ctx) -> Outcome {
     ad_read_faults(ctx, &r, pg + 11, key, key)?;
     sysfail(
         "pkey_mprotect(middle page, 0)",
-        sys::pkey_mprotect(start + pg, pg, RW, 0),
+        r.pkey_mprotect_range(pg, pg, RW, 0),
     )?;
     check_eq!(
         entry_keys(ctx, "after re-keying the middle page to 0", start, end)?,
@@ -252,11 +252,11 @@ fn adjacent_same_key_merge(ctx: &mut Ctx) -> Outcome {
     let k2 = crate::util::alloc_random_key(ctx, 0, 38)?;
     sysfail(
         "pkey_mprotect(page 0)",
-        sys::pkey_mprotect(start, pg, RW, k1),
+        r.pkey_mprotect_range(0, pg, RW, k1),
     )?;
     sysfail(
         "pkey_mprotect(page 1)",
-        sys::pkey_mprotect(start + pg, pg, RW, k2),
+        r.pkey_mprotect_range(pg, pg, RW, k2),
     )?;
     check_eq!(
         entry_keys(ctx, "pages on keys k1, k2", start, end)?,
@@ -265,7 +265,7 @@ fn adjacent_same_key_merge(ctx: &mut Ctx) -> Outcome {
     );
     sysfail(
         "pkey_mprotect(page 1, k1)",
-        sys::pkey_mprotect(start + pg, pg, RW, k1),
+        r.pkey_mprotect_range(pg, pg, RW, k1),
     )?;
     let keys = entry_keys(ctx, "both pages on k1", start, end)?;
     check_eq!(
@@ -436,10 +436,7 @@ fn dontneed_refault(ctx: &mut Ctx, kind: Kind) -> Outcome {
     let key = crate::util::alloc_random_key(ctx, 0, 9)?;
     sysfail("pkey_mprotect", r.pkey_mprotect(RW, key))?;
     r.write(17, 0x3c);
-    sysfail(
-        "madvise(MADV_DONTNEED)",
-        sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED),
-    )?;
+    sysfail("madvise(MADV_DONTNEED)", r.madvise(libc::MADV_DONTNEED))?;
     check_eq!(
         smaps_pkey(r.addr())?,
         Some(key),
@@ -475,8 +472,8 @@ fn locked_kind(ctx: &mut Ctx, how: Lock) -> Outcome {
         _ => mapped(Region::map(Kind::Anon, pg, RW))?,
     };
     match how {
-        Lock::Mlock => sysfail("mlock", sys::mlock(r.addr(), pg))?,
-        Lock::Mlock2OnFault => sysfail("mlock2(MLOCK_ONFAULT)", sys::mlock2(r.addr(), pg, 1))?,
+        Lock::Mlock => sysfail("mlock", r.mlock_range(0, pg))?,
+        Lock::Mlock2OnFault => sysfail("mlock2(MLOCK_ONFAULT)", r.mlock2_range(0, pg, 1))?,
         _ => {}
     }
     let key = crate::util::alloc_random_key(ctx, 0, 10)?;
@@ -501,7 +498,7 @@ fn mlock_under_denied_key(ctx: &mut Ctx, rights: u32) -> Outcome {
     sysfail("pkey_mprotect", r.pkey_mprotect(RW, key))?;
     pkru::set_rights(key, rights);
     let mut ret = Ok(());
-    let cap = fault::capture(Fix::AllowKey, || ret = sys::mlock(r.addr(), pg));
+    let cap = fault::capture(Fix::AllowKey, || ret = r.mlock_range(0, pg));
     pkru::set_rights(key, 0);
     ctx.diag(format!("key {key} rights {rights}: mlock = {ret:?}"));
     check_eq!(cap.faults.len(), 0, "signals raised by mlock");
@@ -510,11 +507,7 @@ fn mlock_under_denied_key(ctx: &mut Ctx, rights: u32) -> Outcome {
         Err(Errno::ENOMEM),
         "mlock of a range whose key denies the population"
     );
-    check_eq!(
-        sys::mlock(r.addr(), pg),
-        Ok(()),
-        "mlock with the key allowed"
-    );
+    check_eq!(r.mlock_range(0, pg), Ok(()), "mlock with the key allowed");
     Ok(())
 }
 
@@ -606,9 +599,9 @@ fn ksm_body(ctx: &mut Ctx) -> Outcome {
     let key = crate::util::alloc_random_key(ctx, 0, 12)?;
     sysfail(
         "pkey_mprotect(page 0)",
-        sys::pkey_mprotect(r.addr(), pg, RW, key),
+        r.pkey_mprotect_range(0, pg, RW, key),
     )?;
-    match sys::madvise(r.addr(), 2 * pg, libc::MADV_MERGEABLE) {
+    match r.madvise_range(0, 2 * pg, libc::MADV_MERGEABLE) {
         Ok(()) => {}
         Err(Errno::EINVAL) => pkeys_harness::skip!("madvise(MADV_MERGEABLE): EINVAL (no KSM)"),
         Err(e) => return Err(Stop::Fail(format!("madvise(MADV_MERGEABLE): {e}"))),

@@ -229,7 +229,8 @@ impl Arena {
             None
         };
         if thp {
-            sys::madvise(p as usize, len, libc::MADV_HUGEPAGE)
+            // SAFETY: the window mapped just above, owned by the arena being made.
+            unsafe { sys::madvise(p as usize, len, libc::MADV_HUGEPAGE) }
                 .map_err(|e| format!("madvise(MADV_HUGEPAGE) of the arena: {e}"))?;
         }
         fault::init_layout();
@@ -319,7 +320,8 @@ impl Arena {
         }
         if self.thp && backing == Backing::Anon && !shared {
             // Advice only: the mapping exists whatever the answer.
-            let _ = sys::madvise(addr, len, libc::MADV_HUGEPAGE);
+            // SAFETY: pages of the window this arena owns; advice only.
+            let _ = unsafe { sys::madvise(addr, len, libc::MADV_HUGEPAGE) };
         }
         Ok(())
     }
@@ -357,13 +359,15 @@ impl Arena {
     /// `pkey_mprotect` of pages of the window (`key` -1 is `mprotect`).
     pub fn pkey_mprotect(&self, first: usize, n: usize, prot: i32, key: i32) -> Result<(), Errno> {
         let (addr, len) = self.range(first, n);
-        sys::pkey_mprotect(addr, len, prot, key)
+        // SAFETY: pages of the window this arena owns; no Rust reference points into it.
+        unsafe { sys::pkey_mprotect(addr, len, prot, key) }
     }
 
     /// `mprotect` of pages of the window.
     pub fn mprotect(&self, first: usize, n: usize, prot: i32) -> Result<(), Errno> {
         let (addr, len) = self.range(first, n);
-        sys::mprotect(addr, len, prot)
+        // SAFETY: as in `pkey_mprotect`.
+        unsafe { sys::mprotect(addr, len, prot) }
     }
 
     /// `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)` from pages of the window to pages of the window.
@@ -390,7 +394,8 @@ impl Arena {
     /// `madvise(MADV_DONTNEED)` of pages of the window.
     pub fn dontneed(&self, first: usize, n: usize) -> Result<(), Errno> {
         let (addr, len) = self.range(first, n);
-        sys::madvise(addr, len, libc::MADV_DONTNEED)
+        // SAFETY: pages of the window this arena owns, which holds no Rust-visible data.
+        unsafe { sys::madvise(addr, len, libc::MADV_DONTNEED) }
     }
 
     fn probe<T>(f: impl FnOnce() -> T) -> Result<T, ProbeFault> {

@@ -5,6 +5,7 @@
 
 use crate::sys::{self, Errno};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The kinds of memory the access cases run across.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,6 +103,8 @@ pub struct Region {
     shm: bool,
     /// Extra mapping to unmap on drop (THP alignment slack is trimmed at map time).
     map_len: usize,
+    /// Byte 0 holds a `ret` written by [`Region::write_ret_stub`] (what [`Region::call`] needs).
+    ret_stub: AtomicBool,
 }
 
 pub(crate) fn map_raw(len: usize, prot: i32, flags: i32, fd: i32) -> Result<*mut u8, Errno> {
@@ -238,9 +241,11 @@ impl Region {
                     kind,
                     shm: true,
                     map_len: len,
+                    ret_stub: AtomicBool::new(false),
                 };
                 if prot != libc::PROT_READ | libc::PROT_WRITE {
-                    sys::mprotect(r.addr(), len, prot)
+                    // SAFETY: the segment attached just above, owned by `r`.
+                    unsafe { sys::mprotect(r.addr(), len, prot) }
                         .map_err(|e| format!("mprotect(shm): {e}"))?;
                 }
                 return Ok(r);
@@ -253,6 +258,7 @@ impl Region {
             kind,
             shm,
             map_len,
+            ret_stub: AtomicBool::new(false),
         })
     }
 
@@ -304,6 +310,9 @@ impl Region {
     /// Volatile write of byte `off`.
     pub fn write(&self, off: usize, v: u8) {
         let p = self.at(off) as *mut u8;
+        if off == 0 && v != 0xc3 {
+            self.ret_stub.store(false, Ordering::SeqCst);
+        }
         // SAFETY: as in `read`.
         unsafe { p.write_volatile(v) }
     }
@@ -321,29 +330,146 @@ impl Region {
 
     /// `pkey_mprotect` the whole region.
     pub fn pkey_mprotect(&self, prot: i32, pkey: i32) -> Result<(), Errno> {
-        sys::pkey_mprotect(self.addr(), self.len, prot, pkey)
+        // SAFETY: the whole of this region's own mapping; its bytes are only reached through the
+        // volatile accessors, so a change of rights makes an access fault, which is reported.
+        unsafe { sys::pkey_mprotect(self.addr(), self.len, prot, pkey) }
     }
 
     /// `mprotect` the whole region.
     pub fn mprotect(&self, prot: i32) -> Result<(), Errno> {
-        crate::pkru::follow_execute_only_key(prot, || sys::mprotect(self.addr(), self.len, prot))
+        crate::pkru::follow_execute_only_key(prot, || {
+            // SAFETY: as in `pkey_mprotect`.
+            unsafe { sys::mprotect(self.addr(), self.len, prot) }
+        })
+    }
+
+    /// The address of `[off, off + len)`, which must lie in the region (`len` 0 allowed; `off`
+    /// need not be aligned: the kernel refuses an unaligned start and changes nothing). The
+    /// region is whole pages, so rounding the end up to a page stays inside it.
+    fn span(&self, off: usize, len: usize) -> usize {
+        assert!(
+            off <= self.len && len <= self.len - off,
+            "range {off:#x}+{len:#x} outside region of {:#x} bytes",
+            self.len
+        );
+        self.addr() + off
+    }
+
+    /// `pkey_mprotect(addr + off, len, prot, pkey)` of a range of the region (panics outside
+    /// it). Exactly one system call, with these arguments, whatever they are (unaligned, zero
+    /// length, spanning a hole made with [`Region::munmap_range`]).
+    pub fn pkey_mprotect_range(
+        &self,
+        off: usize,
+        len: usize,
+        prot: i32,
+        pkey: i32,
+    ) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        // SAFETY: a range of this region's own mapping (see `pkey_mprotect`); where the range
+        // spans a hole the region punched, the kernel stops there (ENOMEM).
+        unsafe { sys::pkey_mprotect(addr, len, prot, pkey) }
+    }
+
+    /// `mprotect(addr + off, len, prot)` of a range of the region, as a raw system call (the
+    /// execute-only key is not followed; see [`Region::mprotect`]).
+    pub fn mprotect_range(&self, off: usize, len: usize, prot: i32) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        // SAFETY: as in `pkey_mprotect_range`.
+        unsafe { sys::mprotect(addr, len, prot) }
+    }
+
+    /// `munmap` of a range of the region: punches a hole the region keeps owning (it is unmapped
+    /// again with the rest on drop; an access to it faults, which is reported). The cases that
+    /// punch holes are single-threaded and map nothing small enough to land in the hole while it
+    /// lives.
+    pub fn munmap_range(&self, off: usize, len: usize) -> Result<(), Errno> {
+        assert!(!self.shm, "munmap_range: not for SysV shm");
+        let addr = self.span(off, len);
+        // SAFETY: a range of this region's own mapping, whose bytes are only reached through the
+        // volatile accessors (a fault on the hole is reported).
+        unsafe { sys::munmap(addr, len) }
+    }
+
+    /// `madvise` of the whole region. Advice that drops the contents (MADV_DONTNEED) is fine:
+    /// the bytes are only reached through the volatile accessors.
+    pub fn madvise(&self, advice: i32) -> Result<(), Errno> {
+        self.madvise_range(0, self.len, advice)
+    }
+
+    /// `madvise(addr + off, len, advice)` of a range of the region.
+    pub fn madvise_range(&self, off: usize, len: usize, advice: i32) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        if off == 0 {
+            self.forget_ret_stub_unless_shared(advice);
+        }
+        // SAFETY: a range of this region's own mapping (see `madvise`).
+        unsafe { sys::madvise(addr, len, advice) }
+    }
+
+    /// `mlock(addr + off, len)` of a range of the region.
+    pub fn mlock_range(&self, off: usize, len: usize) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        // SAFETY: a range of this region's own mapping; locking changes no contents.
+        unsafe { sys::mlock(addr, len) }
+    }
+
+    /// `mlock2(addr + off, len, flags)` of a range of the region.
+    pub fn mlock2_range(&self, off: usize, len: usize, flags: u32) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        // SAFETY: as in `mlock_range`.
+        unsafe { sys::mlock2(addr, len, flags) }
+    }
+
+    /// `mseal` the whole region. A sealed region can no longer be unmapped: dropping it then
+    /// leaves the mapping in place (the `munmap` fails), which is safe.
+    pub fn mseal(&self) -> Result<(), Errno> {
+        // SAFETY: this region's own mapping; sealing only refuses later changes.
+        unsafe { sys::mseal(self.addr(), self.len) }
     }
 
     /// A raw pointer to byte `off`, for system calls that take a buffer (the kernel checks it).
+    /// A buffer at offset 0 may be written by the kernel, so it forgets the `ret` stub.
     pub fn ptr(&self, off: usize) -> *mut u8 {
+        if off == 0 {
+            self.ret_stub.store(false, Ordering::SeqCst);
+        }
         self.at(off) as *mut u8
     }
 
     /// Write `ret` (0xC3) at offset 0 so the region can be executed with [`Region::call`].
     pub fn write_ret_stub(&self) {
         self.write(0, 0xc3);
+        self.ret_stub.store(true, Ordering::SeqCst);
     }
 
-    /// Call the code at offset 0 (see [`Region::write_ret_stub`]). The region must be executable
-    /// and hold a `ret` there, or the call faults (and the forked case reports it).
+    fn forget_ret_stub_unless_shared(&self, advice: i32) {
+        // MADV_DONTNEED on shared or file-backed memory keeps the contents (the page cache or the
+        // shared object holds them); anything else may drop or change them.
+        let keeps = advice == libc::MADV_DONTNEED
+            && matches!(
+                self.kind,
+                Kind::AnonShared | Kind::HugetlbShared | Kind::FileShared | Kind::Memfd | Kind::Shm
+            );
+        if !keeps {
+            self.ret_stub.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Call the code at offset 0, which [`Region::write_ret_stub`] made a single `ret`. The
+    /// region must be executable, or the call faults (and the forked case reports it).
+    ///
+    /// Panics if no `ret` stub was written, or if a method of the region that may have changed
+    /// byte 0 since ran ([`Region::write`] of another value there, [`Region::madvise`] dropping
+    /// private contents, [`Region::map_fixed_over`]).
     pub fn call(&self) {
-        // SAFETY: the region holds a single `ret` at offset 0 (write_ret_stub); calling it returns
-        // at once. If it is not executable the CPU faults, which the harness reports.
+        assert!(
+            self.ret_stub.load(Ordering::SeqCst),
+            "Region::call without a ret stub at offset 0"
+        );
+        // SAFETY: byte 0 holds a single `ret` (checked above: every safe path that writes byte 0
+        // clears the flag), so the call returns at once. If the page is not executable the CPU
+        // faults on the fetch, which the harness reports.
         unsafe {
             let f: extern "C" fn() = std::mem::transmute(self.ptr);
             f();
@@ -385,11 +511,14 @@ impl Region {
     }
 }
 
-/// Volatile read of the byte at `addr`, which must lie in a live mapping owned by the caller
-/// (e.g. a [`Region`] shared with another thread by address). A denied access faults and is
-/// handled by [`crate::fault`] or kills the forked case; an unmapped address does the same.
-pub fn read_byte_at(addr: usize) -> u8 {
-    // SAFETY: see the function doc: the worst outcome of a bad address is a reported fault.
+/// Volatile read of the byte at `addr`. Safe callers read through a [`Region`] (shared with
+/// another thread by `Arc` or a scoped borrow).
+///
+/// # Safety
+/// `addr` must lie in a live mapping owned by the caller that no Rust reference covers. A denied
+/// access faults and is handled by [`crate::fault`] or kills the forked case.
+pub unsafe fn read_byte_at(addr: usize) -> u8 {
+    // SAFETY: the caller upholds the contract above.
     unsafe { (addr as *const u8).read_volatile() }
 }
 
@@ -441,6 +570,7 @@ impl Region {
             kind: Kind::Anon,
             shm: false,
             map_len: len,
+            ret_stub: AtomicBool::new(false),
         })
     }
 
@@ -483,6 +613,7 @@ impl Region {
             kind: self.kind,
             shm: false,
             map_len: new_len,
+            ret_stub: AtomicBool::new(self.ret_stub.load(Ordering::SeqCst)),
         };
         std::mem::forget(self);
         Ok(moved)
@@ -518,6 +649,7 @@ impl Region {
             kind: Kind::Anon,
             shm: false,
             map_len: len,
+            ret_stub: AtomicBool::new(false),
         })
     }
 
@@ -543,6 +675,65 @@ impl Region {
             return Err(Errno::last());
         }
         self.kind = Kind::Anon;
+        self.ret_stub.store(false, Ordering::SeqCst);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+    #[test]
+    #[should_panic(expected = "without a ret stub")]
+    fn call_refuses_a_region_without_ret_stub() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        r.call();
+    }
+
+    #[test]
+    #[should_panic(expected = "without a ret stub")]
+    fn call_refuses_after_byte_0_is_overwritten() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        r.write_ret_stub();
+        r.write(0, 0x90);
+        r.call();
+    }
+
+    #[test]
+    #[should_panic(expected = "without a ret stub")]
+    fn call_refuses_after_private_contents_are_dropped() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        r.write_ret_stub();
+        r.madvise(libc::MADV_DONTNEED).unwrap();
+        r.call();
+    }
+
+    #[test]
+    fn call_runs_the_stub() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        r.write_ret_stub();
+        r.mprotect(libc::PROT_READ | libc::PROT_EXEC).unwrap();
+        r.call();
+    }
+
+    #[test]
+    #[should_panic(expected = "outside region")]
+    fn range_past_the_region_is_refused() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        let _ = r.mprotect_range(1, r.len(), RW);
+    }
+
+    #[test]
+    fn ranges_inside_the_region_reach_the_kernel() {
+        let pg = sys::page_size();
+        let r = Region::map(Kind::Anon, 3 * pg, RW).unwrap();
+        assert_eq!(r.mprotect_range(1, pg, RW), Err(Errno::EINVAL));
+        assert_eq!(r.mprotect_range(0, 0, RW), Ok(()));
+        r.munmap_range(pg, pg).unwrap();
+        assert_eq!(r.mprotect_range(0, 3 * pg, RW), Err(Errno::ENOMEM));
+        assert_eq!(sys::mprotect_top(pg, RW), Err(Errno::ENOMEM));
     }
 }

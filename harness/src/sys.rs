@@ -55,16 +55,20 @@ pub fn pkey_free(pkey: i32) -> Result<(), Errno> {
     ret(unsafe { libc::syscall(SYS_PKEY_FREE, pkey as libc::c_long) }).map(drop)
 }
 
-/// `pkey_mprotect(addr, len, prot, pkey)` on an arbitrary address.
+/// `pkey_mprotect(addr, len, prot, pkey)` on an arbitrary address. Safe callers use
+/// [`crate::mem::Region::pkey_mprotect`] and its range variants, or [`pkey_mprotect_top`].
 ///
-/// Changing the protection of memory the caller does not own is memory-unsafe in general, but the
-/// kernel validates the range; the cases only pass ranges of their own mappings, or deliberately
-/// invalid ones (unaligned, unmapped) that the kernel must refuse.
+/// # Safety
+/// Every mapping in `[addr, addr + len)` (rounded up to pages) must belong to the caller, and no
+/// Rust reference may point into it: taking the rights away from memory that Rust code reads
+/// (a stack, the heap, a static) makes a later access fault or, with `PROT_EXEC` and no read,
+/// makes data unreadable under the compiler's nose. Unaligned, unmapped or wrapping ranges are
+/// refused by the kernel and change nothing.
 ///
 /// # References
 /// pkey_mprotect(2), mprotect(2).
-pub fn pkey_mprotect(addr: usize, len: usize, prot: i32, pkey: i32) -> Result<(), Errno> {
-    // SAFETY: the kernel validates the range; see the function doc for the contract.
+pub unsafe fn pkey_mprotect(addr: usize, len: usize, prot: i32, pkey: i32) -> Result<(), Errno> {
+    // SAFETY: the caller upholds the contract above; the call passes integers only.
     ret(unsafe {
         libc::syscall(
             SYS_PKEY_MPROTECT,
@@ -77,10 +81,34 @@ pub fn pkey_mprotect(addr: usize, len: usize, prot: i32, pkey: i32) -> Result<()
     .map(drop)
 }
 
-/// `mprotect(addr, len, prot)` as a raw system call (same contract as [`pkey_mprotect`]).
-pub fn mprotect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
-    // SAFETY: the kernel validates the range; see pkey_mprotect.
+/// `mprotect(addr, len, prot)` as a raw system call.
+///
+/// # Safety
+/// As for [`pkey_mprotect`].
+pub unsafe fn mprotect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
+    // SAFETY: the caller upholds pkey_mprotect's contract.
     ret(unsafe { libc::syscall(libc::SYS_mprotect, addr, len, prot as libc::c_ulong) }).map(drop)
+}
+
+/// The last page of the address space (`usize::MAX` rounded down to a page): never user memory
+/// (x86-64 user space ends at 2^47, or 2^56 with 5-level paging), so a range starting there is
+/// one the kernel must refuse (ENOMEM: past the end, or wrapping).
+pub fn top_page() -> usize {
+    usize::MAX & !(page_size() - 1)
+}
+
+/// `pkey_mprotect(top_page(), len, prot, pkey)`: a range past the end of the address space,
+/// which the kernel refuses without changing anything.
+pub fn pkey_mprotect_top(len: usize, prot: i32, pkey: i32) -> Result<(), Errno> {
+    // SAFETY: the range starts above user space: no mapping there belongs to anyone, so nothing
+    // can change (see `top_page`).
+    unsafe { pkey_mprotect(top_page(), len, prot, pkey) }
+}
+
+/// `mprotect(top_page(), len, prot)` (see [`pkey_mprotect_top`]).
+pub fn mprotect_top(len: usize, prot: i32) -> Result<(), Errno> {
+    // SAFETY: as in `pkey_mprotect_top`.
+    unsafe { mprotect(top_page(), len, prot) }
 }
 
 /// The current thread id.
@@ -166,24 +194,31 @@ pub fn futex_wait(word: usize, expected: u32) -> Result<i32, Errno> {
     })
 }
 
-/// `madvise(addr, len, advice)`.
-pub fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
+/// `madvise(addr, len, advice)`. Safe callers use [`crate::mem::Region::madvise`].
+///
+/// # Safety
+/// Every mapping in the range must belong to the caller, and no Rust reference may point into
+/// it: advice such as `MADV_DONTNEED` or `MADV_REMOVE` drops the contents.
+pub unsafe fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
     crate::features::touch(crate::features::Feature::Madvise);
     if advice == libc::MADV_MERGEABLE || advice == libc::MADV_UNMERGEABLE {
         crate::features::touch(crate::features::Feature::Ksm);
     }
-    // SAFETY: the kernel validates the range; MADV_DONTNEED on the caller's own mapping only drops
-    // page contents the caller chose to drop.
+    // SAFETY: the caller upholds the contract above.
     ret(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) } as libc::c_long).map(drop)
 }
 
 /// `mseal` system call number (6.10+).
 pub const SYS_MSEAL: libc::c_long = 462;
 
-/// `mseal(addr, len, 0)`.
-pub fn mseal(addr: usize, len: usize) -> Result<(), Errno> {
+/// `mseal(addr, len, 0)`. Safe callers use [`crate::mem::Region::mseal`].
+///
+/// # Safety
+/// Every mapping in the range must belong to the caller: a sealed mapping can no longer be
+/// unmapped or changed, so its owner can no longer free or reuse it (the owner leaks it).
+pub unsafe fn mseal(addr: usize, len: usize) -> Result<(), Errno> {
     crate::features::touch(crate::features::Feature::Mseal);
-    // SAFETY: sealing only restricts later changes to the caller's own mapping.
+    // SAFETY: the caller upholds the contract above.
     ret(unsafe { libc::syscall(SYS_MSEAL, addr, len, 0usize) }).map(drop)
 }
 
@@ -230,21 +265,32 @@ pub fn print_pkru_if_requested() {
     }
 }
 
-/// `munmap(addr, len)` of part of a mapping the caller owns (the owner must not use it after).
-pub fn munmap(addr: usize, len: usize) -> Result<(), Errno> {
-    // SAFETY: the caller unmaps a range of its own mapping and no longer accesses it.
+/// `munmap(addr, len)`. Safe callers use [`crate::mem::Region::munmap_range`].
+///
+/// # Safety
+/// The range must be (part of) a mapping the caller owns, and nothing may access it afterwards
+/// through any path that assumes it is still mapped.
+pub unsafe fn munmap(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller upholds the contract above.
     ret(unsafe { libc::munmap(addr as *mut libc::c_void, len) } as libc::c_long).map(drop)
 }
 
-/// `mlock(addr, len)`.
-pub fn mlock(addr: usize, len: usize) -> Result<(), Errno> {
-    // SAFETY: the kernel validates the range; locking pages changes no memory contents.
+/// `mlock(addr, len)`. Safe callers use [`crate::mem::Region::mlock_range`].
+///
+/// # Safety
+/// The range should be the caller's own memory: locking faults pages in (reading them through
+/// the kernel) and pins them; it changes no contents.
+pub unsafe fn mlock(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller upholds the contract above.
     ret(unsafe { libc::mlock(addr as *const libc::c_void, len) } as libc::c_long).map(drop)
 }
 
 /// `mlock2(addr, len, flags)` as a raw system call (`MLOCK_ONFAULT` = 1).
-pub fn mlock2(addr: usize, len: usize, flags: u32) -> Result<(), Errno> {
-    // SAFETY: as in `mlock`; the flags are integers.
+///
+/// # Safety
+/// As for [`mlock`].
+pub unsafe fn mlock2(addr: usize, len: usize, flags: u32) -> Result<(), Errno> {
+    // SAFETY: the caller upholds mlock's contract; the flags are integers.
     ret(unsafe { libc::syscall(libc::SYS_mlock2, addr, len, flags as libc::c_ulong) }).map(drop)
 }
 
