@@ -112,7 +112,7 @@ fn rounds_in_one_process(ctx: &mut Ctx) -> Outcome {
         pkeys_harness::sys::page_size(),
         libc::PROT_READ | libc::PROT_WRITE,
     )
-    .map_err(Stop::Fail)?;
+    .map_err(crate::util::map_failed)?;
     code.write_ret_stub();
     sysfail("mprotect(PROT_EXEC)", code.mprotect(libc::PROT_EXEC))?;
     let base_iteration = ctx.iteration;

@@ -6,7 +6,7 @@
 use crate::util::{maps_perms, smaps_pkey};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno};
-use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check_eq};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
@@ -46,8 +46,8 @@ fn perms(prot: i32) -> String {
 /// For every protection, `pkey_mprotect(-1)` and `mprotect` succeed and leave the same
 /// permissions in /proc/self/maps, and the key stays what it was (0).
 fn same_protections(ctx: &mut Ctx) -> Outcome {
-    let a = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
-    let b = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+    let a = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
+    let b = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     for prot in [
         libc::PROT_NONE,
@@ -92,7 +92,7 @@ fn same_errors(ctx: &mut Ctx) -> Outcome {
         3 * sys::page_size(),
         libc::PROT_READ | libc::PROT_WRITE,
     )
-    .map_err(Stop::Fail)?;
+    .map_err(crate::util::map_failed)?;
     let page = sys::page_size();
     // A hole: unmap the middle page (of the region we own).
     check_eq!(

@@ -41,8 +41,8 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn code_region(kind: Kind) -> Result<Region, Stop> {
-    let r =
-        Region::map(kind, page_size(), libc::PROT_READ | libc::PROT_WRITE).map_err(Stop::Fail)?;
+    let r = Region::map(kind, page_size(), libc::PROT_READ | libc::PROT_WRITE)
+        .map_err(crate::util::map_failed)?;
     r.write_ret_stub();
     Ok(r)
 }

@@ -188,7 +188,7 @@ fn pipe_read_into(ctx: &mut Ctx, rights: u32) -> Outcome {
 
 /// A temporary file holding `N` bytes 0x5a.
 fn file_with_data() -> Result<i32, Stop> {
-    let fd = temp_fd(0).map_err(Stop::Fail)?;
+    let fd = temp_fd(0).map_err(crate::util::map_failed)?;
     let data = [0x5au8; N];
     let n = sysfail("pwrite", sys::pwrite_from(fd, data.as_ptr(), N, 0))?;
     check_eq!(n, N, "bytes written to the temporary file");

@@ -233,7 +233,7 @@ fn base() -> Vec<Case> {
             Ok(())
         }),
         Case::new("selftest::prot_none_read", Needs::NONE, |_| {
-            let r = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+            let r = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
             r.mprotect(libc::PROT_NONE)
                 .map_err(|e| Stop::Fail(e.to_string()))?;
             std::hint::black_box(r.read(16));
@@ -282,7 +282,7 @@ fn base() -> Vec<Case> {
 
 /// Expects a fault from a read of a page nobody protected.
 fn missing_fault(ctx: &mut Ctx) -> Outcome {
-    let r = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+    let r = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
     let cap = fault::capture(Fix::AllowKey, || {
         std::hint::black_box(r.read(0));
     });

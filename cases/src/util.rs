@@ -1,6 +1,7 @@
 //! Small helpers shared by the case modules.
 
 use pkeys_harness::fault::{Capture, Fault};
+use pkeys_harness::mem::MapError;
 use pkeys_harness::sys::{Errno, SEGV_PKUERR};
 use pkeys_harness::{Ctx, Stop, maps};
 
@@ -10,14 +11,17 @@ pub fn sysfail<T>(what: &str, r: Result<T, Errno>) -> Result<T, Stop> {
 }
 
 /// Turn a mapping error into a failed case (or SKIP for missing huge pages).
-pub fn mapped<T>(r: Result<T, String>) -> Result<T, Stop> {
-    r.map_err(|m| {
-        if m.contains("huge pages") {
-            Stop::Skip(m)
-        } else {
-            Stop::Fail(m)
-        }
+pub fn mapped<T>(r: Result<T, MapError>) -> Result<T, Stop> {
+    r.map_err(|e| match e {
+        MapError::NoHugePages(_) => Stop::Skip(e.to_string()),
+        e => Stop::Fail(e.to_string()),
     })
+}
+
+/// Turn a mapping error into a failed case, missing huge pages included (for regions the case
+/// cannot do without).
+pub fn map_failed(e: MapError) -> Stop {
+    Stop::Fail(e.to_string())
 }
 
 /// The PKRU a signal handler starts with and `exec` sets: the probing process's start value.
@@ -259,4 +263,29 @@ pub fn keyed_region(
         r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
     )?;
     Ok((r, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_skips_only_for_missing_huge_pages() {
+        let skip = mapped::<()>(Err(MapError::NoHugePages(Errno::ENOMEM)));
+        assert_eq!(
+            skip,
+            Err(Stop::Skip(format!(
+                "no 2 MiB huge pages could be mapped (MAP_HUGETLB: {})",
+                Errno::ENOMEM
+            )))
+        );
+        let fail = mapped::<()>(Err(MapError::Sys {
+            call: "mmap anon".into(),
+            errno: Errno::ENOMEM,
+        }));
+        assert_eq!(
+            fail,
+            Err(Stop::Fail(format!("mmap anon: {}", Errno::ENOMEM)))
+        );
+    }
 }

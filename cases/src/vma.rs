@@ -334,7 +334,7 @@ fn remap_fixed(ctx: &mut Ctx, unmap_first: bool) -> Outcome {
     let (r, key) = keyed(ctx, 1)?;
     let addr = r.addr();
     let r = if unmap_first {
-        r.unmap_then_map_fixed().map_err(Stop::Fail)?
+        r.unmap_then_map_fixed().map_err(crate::util::map_failed)?
     } else {
         let mut r = r;
         sysfail("mmap(MAP_FIXED) over the region", r.map_fixed_over())?;

@@ -117,37 +117,70 @@ pub(crate) fn map_raw(len: usize, prot: i32, flags: i32, fd: i32) -> Result<*mut
     }
 }
 
-fn temp_file(len: usize) -> Result<i32, String> {
-    let dir = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
-    let path = std::ffi::CString::new(format!("{dir}/pkeys-XXXXXX")).unwrap();
-    let mut raw = path.into_bytes_with_nul();
-    // SAFETY: mkstemp with a writable NUL-terminated template; unlink the name right away.
-    let fd = unsafe { libc::mkstemp(raw.as_mut_ptr().cast()) };
-    if fd < 0 {
-        return Err(format!("mkstemp in {dir}: {}", Errno::last()));
-    }
-    // SAFETY: as above; ftruncate on the new fd.
-    unsafe {
-        libc::unlink(raw.as_ptr().cast());
-        if libc::ftruncate(fd, len as i64) != 0 {
-            let e = Errno::last();
-            libc::close(fd);
-            return Err(format!("ftruncate: {e}"));
+/// Why a mapping (or the file or memfd behind it) could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// No 2 MiB huge page could be mapped (none reserved, or all in use): a case SKIPs.
+    #[error("no 2 MiB huge pages could be mapped (MAP_HUGETLB: {0})")]
+    NoHugePages(Errno),
+    /// A system call failed.
+    #[error("{call}: {errno}")]
+    Sys {
+        /// The call, as the message names it (e.g. `mmap anon`, `shmget`).
+        call: String,
+        /// Its errno.
+        errno: Errno,
+    },
+    /// The temporary file could not be made.
+    #[error("temporary file in {dir}: {source}")]
+    TempFile {
+        /// The directory (`$TMPDIR` or `/tmp`).
+        dir: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The operation does not apply to a SysV shared memory region.
+    #[error("{0}: not for SysV shm")]
+    NotForShm(&'static str),
+}
+
+impl MapError {
+    fn sys(call: impl Into<String>, errno: Errno) -> MapError {
+        MapError::Sys {
+            call: call.into(),
+            errno,
         }
     }
-    Ok(fd)
+}
+
+impl From<MapError> for String {
+    fn from(e: MapError) -> String {
+        e.to_string()
+    }
+}
+
+fn temp_file(len: usize) -> Result<i32, MapError> {
+    use std::os::fd::IntoRawFd;
+    let dir = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
+    let file = tempfile::tempfile_in(&dir).map_err(|source| MapError::TempFile {
+        dir: dir.clone(),
+        source,
+    })?;
+    file.set_len(len as u64)
+        .map_err(|e| MapError::sys("ftruncate", Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    Ok(file.into_raw_fd())
 }
 
 impl Region {
     /// Map `len` bytes (rounded to the kind's page size) of `kind` with `prot`.
     ///
-    /// Errors are messages; for hugetlb kinds with no pages available the message says so and the
+    /// For hugetlb kinds with no pages available the error is [`MapError::NoHugePages`], and the
     /// case should SKIP with it.
-    pub fn map(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
+    pub fn map(kind: Kind, len: usize, prot: i32) -> Result<Region, MapError> {
         crate::pkru::follow_execute_only_key(prot, || Region::map_kind(kind, len, prot))
     }
 
-    fn map_kind(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
+    fn map_kind(kind: Kind, len: usize, prot: i32) -> Result<Region, MapError> {
         let page = if matches!(kind, Kind::Hugetlb | Kind::HugetlbShared | Kind::Thp) {
             HUGE
         } else {
@@ -176,15 +209,13 @@ impl Region {
                     -1,
                 );
                 if let Err(e) = r {
-                    return Err(format!(
-                        "no 2 MiB huge pages could be mapped (MAP_HUGETLB: {e})"
-                    ));
+                    return Err(MapError::NoHugePages(e));
                 }
                 (r, len, false)
             }
             Kind::Thp => {
                 let big = map_raw(len + HUGE, prot, libc::MAP_PRIVATE | anon, -1)
-                    .map_err(|e| format!("mmap: {e}"))?;
+                    .map_err(|e| MapError::sys("mmap", e))?;
                 let start = (big as usize).next_multiple_of(HUGE);
                 let head = start - big as usize;
                 let tail = HUGE - head;
@@ -226,12 +257,12 @@ impl Region {
                 let p = unsafe {
                     let id = libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600);
                     if id < 0 {
-                        return Err(format!("shmget: {}", Errno::last()));
+                        return Err(MapError::sys("shmget", Errno::last()));
                     }
                     let p = libc::shmat(id, std::ptr::null(), 0);
                     libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
                     if p as isize == -1 {
-                        return Err(format!("shmat: {}", Errno::last()));
+                        return Err(MapError::sys("shmat", Errno::last()));
                     }
                     p.cast::<u8>()
                 };
@@ -246,12 +277,12 @@ impl Region {
                 if prot != libc::PROT_READ | libc::PROT_WRITE {
                     // SAFETY: the segment attached just above, owned by `r`.
                     unsafe { sys::mprotect(r.addr(), len, prot) }
-                        .map_err(|e| format!("mprotect(shm): {e}"))?;
+                        .map_err(|e| MapError::sys("mprotect(shm)", e))?;
                 }
                 return Ok(r);
             }
         };
-        let ptr = ptr.map_err(|e| format!("mmap {kind}: {e}"))?;
+        let ptr = ptr.map_err(|e| MapError::sys(format!("mmap {kind}"), e))?;
         Ok(Region {
             ptr,
             len,
@@ -263,7 +294,7 @@ impl Region {
     }
 
     /// Map one natural-size region of `kind`, readable and writable, every page present.
-    pub fn rw(kind: Kind) -> Result<Region, String> {
+    pub fn rw(kind: Kind) -> Result<Region, MapError> {
         let r = Region::map(kind, kind.default_len(), libc::PROT_READ | libc::PROT_WRITE)?;
         r.populate();
         Ok(r)
@@ -530,32 +561,25 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 /// A memfd of `len` bytes (close-on-exec). The caller owns the returned fd.
-pub fn memfd(len: usize) -> Result<i32, String> {
-    // SAFETY: memfd_create with a static NUL-terminated name.
-    let fd = unsafe { libc::memfd_create(c"pkeys".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(format!("memfd_create: {}", Errno::last()));
-    }
-    // SAFETY: ftruncate on the new fd, closed again if that fails.
-    if unsafe { libc::ftruncate(fd, len as i64) } != 0 {
-        let e = Errno::last();
-        // SAFETY: as above.
-        unsafe { libc::close(fd) };
-        return Err(format!("ftruncate(memfd): {e}"));
-    }
-    Ok(fd)
+pub fn memfd(len: usize) -> Result<i32, MapError> {
+    use std::os::fd::IntoRawFd;
+    let fd = nix::sys::memfd::memfd_create(c"pkeys", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| MapError::sys("memfd_create", e))?;
+    // On failure the descriptor is closed when `fd` drops.
+    nix::unistd::ftruncate(&fd, len as i64).map_err(|e| MapError::sys("ftruncate(memfd)", e))?;
+    Ok(fd.into_raw_fd())
 }
 
-/// A temporary file of `len` bytes, already unlinked (created with `mkstemp` in `$TMPDIR` or
+/// A temporary file of `len` bytes, already unlinked (made with `tempfile` in `$TMPDIR` or
 /// `/tmp`). The caller owns the returned fd.
-pub fn temp_fd(len: usize) -> Result<i32, String> {
+pub fn temp_fd(len: usize) -> Result<i32, MapError> {
     temp_file(len)
 }
 
 impl Region {
     /// Map `len` bytes (rounded up to pages) of anonymous private memory with `prot` and extra
     /// `mmap` flags (e.g. `MAP_POPULATE`, `MAP_LOCKED`).
-    pub fn map_anon_with(len: usize, prot: i32, extra_flags: i32) -> Result<Region, String> {
+    pub fn map_anon_with(len: usize, prot: i32, extra_flags: i32) -> Result<Region, MapError> {
         let len = len.max(1).div_ceil(sys::page_size()) * sys::page_size();
         let ptr = map_raw(
             len,
@@ -563,7 +587,7 @@ impl Region {
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
             -1,
         )
-        .map_err(|e| format!("mmap anon (flags {extra_flags:#x}): {e}"))?;
+        .map_err(|e| MapError::sys(format!("mmap anon (flags {extra_flags:#x})"), e))?;
         Ok(Region {
             ptr,
             len,
@@ -621,9 +645,9 @@ impl Region {
 
     /// `munmap` the region, then `mmap(MAP_FIXED)` fresh anonymous private memory (read-write) at
     /// the same address and length. The result owns the new mapping.
-    pub fn unmap_then_map_fixed(self) -> Result<Region, String> {
+    pub fn unmap_then_map_fixed(self) -> Result<Region, MapError> {
         if self.shm {
-            return Err("unmap_then_map_fixed: not for SysV shm".into());
+            return Err(MapError::NotForShm("unmap_then_map_fixed"));
         }
         let (addr, len) = (self.ptr, self.map_len);
         drop(self);
@@ -641,7 +665,7 @@ impl Region {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(format!("mmap(MAP_FIXED): {}", Errno::last()));
+            return Err(MapError::sys("mmap(MAP_FIXED)", Errno::last()));
         }
         Ok(Region {
             ptr: p.cast(),
