@@ -35,7 +35,7 @@ fn round_trip(ctx: &mut Ctx) -> Outcome {
     );
     for rights in [0, AD, WD, AD | WD] {
         let before = pkru::read();
-        let key = sysfail("pkey_alloc", pkru::alloc(0, rights))?;
+        let key = sysfail("pkey_alloc", pkru::alloc(0, rights))?.into_raw();
         check!(
             (1..16).contains(&key),
             "pkey_alloc(0, {rights}) returned {key}, outside 1..=15"

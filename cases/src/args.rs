@@ -42,7 +42,7 @@ pub(crate) fn alloc_flags(ctx: &mut Ctx) -> Outcome {
             "pkey_alloc(flags {flags:#x}, 0)"
         );
     }
-    let k = sysfail("pkey_alloc(0, 0)", pkru::alloc(0, 0))?;
+    let k = sysfail("pkey_alloc(0, 0)", pkru::alloc(0, 0))?.into_raw();
     check_eq!(
         k,
         1,
@@ -63,7 +63,7 @@ fn alloc_rights(_ctx: &mut Ctx) -> Outcome {
     }
     for rights in 0..4u32 {
         let before = pkru::read();
-        let k = sysfail("pkey_alloc", pkru::alloc(0, rights))?;
+        let k = sysfail("pkey_alloc", pkru::alloc(0, rights))?.into_raw();
         check_eq!(
             pkru::rights_of(pkru::rdpkru(), k),
             rights,
@@ -89,7 +89,7 @@ fn mprotect_range(ctx: &mut Ctx) -> Outcome {
         3 * page,
         libc::PROT_READ | libc::PROT_WRITE,
     ))?;
-    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?.into_raw();
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     check_eq!(
         r.pkey_mprotect_range(1, page, rw, k),
@@ -138,7 +138,7 @@ fn mprotect_range(ctx: &mut Ctx) -> Outcome {
 /// EINVAL with a valid key, as with key -1.
 fn mprotect_prot(_ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
-    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?.into_raw();
     for prot in [
         0x10,
         0x20,

@@ -3,7 +3,7 @@
 use pkeys_harness::fault::{Capture, Fault};
 use pkeys_harness::mem::MapError;
 use pkeys_harness::sys::{Errno, SEGV_PKUERR};
-use pkeys_harness::{Ctx, Stop, maps};
+use pkeys_harness::{Ctx, Pkey, Stop, maps};
 
 /// Turn a harness error into a failed case.
 pub fn sysfail<T>(what: &str, r: Result<T, Errno>) -> Result<T, Stop> {
@@ -192,14 +192,30 @@ pub fn alloc_random_key(ctx: &mut Ctx, rights: u32, salt: u64) -> Result<i32, St
     Ok(key)
 }
 
+/// `pkey_free` each key in order with its result checked; on the first failure the keys not yet
+/// freed stay allocated (as a loop over raw numbers that stopped there would leave them).
+pub fn free_all(keys: Vec<Pkey>) -> Result<(), Stop> {
+    let mut keys = keys.into_iter();
+    for k in keys.by_ref() {
+        if let Err(e) = k.free() {
+            keys.for_each(|k| {
+                k.into_raw();
+            });
+            return sysfail("pkey_free", Err(e));
+        }
+    }
+    Ok(())
+}
+
 /// `pkey_alloc(0, rights)` that then checks PKRU the way upstream compares it with its shadow
 /// after every allocation: the new key's two bits hold exactly `rights` and no other key's bits
 /// changed. `Ok(Err(errno))` when the allocation itself failed (ENOSPC once every key is taken).
 pub fn alloc_checked(rights: u32) -> Result<Result<i32, pkeys_harness::sys::Errno>, Stop> {
     use pkeys_harness::pkru;
     let before = pkru::read();
+    // Kept allocated: the caller owns the number (and a failed check leaves it allocated).
     let key = match pkru::alloc(0, rights) {
-        Ok(k) => k,
+        Ok(k) => k.into_raw(),
         Err(e) => return Ok(Err(e)),
     };
     if (1..16).contains(&key) {
@@ -287,5 +303,17 @@ mod tests {
             fail,
             Err(Stop::Fail(format!("mmap anon: {}", Errno::ENOMEM)))
         );
+    }
+
+    #[test]
+    fn free_all_stops_at_the_first_refusal() {
+        // Negative numbers are never keys: the kernel refuses them (EINVAL, or ENOSYS without
+        // pkeys), so the first free fails and the second key is left alone.
+        let r = free_all(vec![Pkey::from_raw(-5), Pkey::from_raw(-6)]);
+        assert!(
+            matches!(&r, Err(Stop::Fail(m)) if m.starts_with("pkey_free failed: ")),
+            "{r:?}"
+        );
+        assert_eq!(free_all(Vec::new()), Ok(()));
     }
 }

@@ -1,6 +1,7 @@
 //! pkeys-harness: everything unsafe and architecture-specific that the pkeys conformance cases need.
 //!
 //! - [`sys`]: the raw `pkey_alloc`, `pkey_free`, `pkey_mprotect` system calls, returning the errno;
+//! - [`pkey`]: [`Pkey`] (an allocated key, freed on drop) and [`Rights`] (`PKEY_DISABLE_*`);
 //! - [`pkru`]: RDPKRU/WRPKRU with a shadow copy checked on every read;
 //! - [`cpu`]: CPUID probing (PKU, OSPKE, the XSAVE offset of PKRU);
 //! - [`probe`]: what this machine can run, and the SKIP reason when it cannot;
@@ -24,6 +25,7 @@ pub mod isolate;
 pub mod ktap;
 pub mod maps;
 pub mod mem;
+pub mod pkey;
 pub mod pkru;
 pub mod probe;
 pub mod ptrace;
@@ -33,4 +35,5 @@ pub mod verdict;
 
 pub use case::{Case, Ctx, Needs, Outcome, Stop};
 pub use features::Feature;
+pub use pkey::{Pkey, Rights};
 pub use verdict::{CaseReport, Verdict};
