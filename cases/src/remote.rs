@@ -19,7 +19,7 @@
 
 use crate::util::{mapped, sysfail};
 use pkeys_harness::fault::{self, ChildEnd, Fix};
-use pkeys_harness::mem::{Kind, Region, temp_fd};
+use pkeys_harness::mem::{Kind, Region, UserBuf, temp_fd};
 use pkeys_harness::ptrace as pt;
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, cpu, pkru, skip};
@@ -139,7 +139,7 @@ fn drain(fd: i32) -> Result<Vec<u8>, Stop> {
     if n > 0 {
         let got = sysfail(
             "read (plain buffer)",
-            sys::read_into(fd, buf.as_mut_ptr(), n),
+            sys::read_into(fd, buf.as_mut_slice().into()),
         )?;
         buf.truncate(got);
     }
@@ -173,7 +173,7 @@ fn pipe_read_into(ctx: &mut Ctx, rights: u32) -> Outcome {
     let (r, key) = protected(ctx, rights, 0)?;
     let (rd, wr) = pipe_with(N)?;
     let ret = no_signal("read() into the protected buffer", || {
-        sys::read_into(rd, r.ptr(0), N)
+        sys::read_into(rd, r.buf(0, N))
     });
     ctx.diag(format!("key {key} rights {rights}: read = {ret:?}"));
     let left = drain(rd);
@@ -200,7 +200,7 @@ fn pread_into(ctx: &mut Ctx, rights: u32) -> Outcome {
     let (r, key) = protected(ctx, rights, 0)?;
     let fd = file_with_data()?;
     let ret = no_signal("pread() into the protected buffer", || {
-        sys::pread_into(fd, r.ptr(0), N, 0)
+        sys::pread_into(fd, r.buf(0, N), 0)
     });
     ctx.diag(format!("key {key} rights {rights}: pread = {ret:?}"));
     sys::close(fd);
@@ -225,7 +225,7 @@ fn pwrite_from(ctx: &mut Ctx, rights: u32) -> Outcome {
     ctx.diag(format!("key {key} rights {rights}: pwrite = {ret:?}"));
     let size = sys::fstat_size(fd);
     let mut back = [0u8; N];
-    let read_back = sys::pread_into(fd, back.as_mut_ptr(), N, N as i64);
+    let read_back = sys::pread_into(fd, back.as_mut_slice().into(), N as i64);
     sys::close(fd);
     let ret = ret?;
     if rights == AD {
@@ -245,7 +245,7 @@ fn readv_into(ctx: &mut Ctx, rights: u32) -> Outcome {
     let (r, key) = protected(ctx, rights, 0)?;
     let (rd, wr) = pipe_with(N)?;
     let ret = no_signal("readv() into the protected buffer", || {
-        sys::readv_into(rd, &[(r.addr(), N)])
+        sys::readv_into(rd, &[r.buf(0, N)])
     });
     ctx.diag(format!("key {key} rights {rights}: readv = {ret:?}"));
     let left = drain(rd);
@@ -269,9 +269,9 @@ fn readv_partial(ctx: &mut Ctx) -> Outcome {
     let (r, key) = protected(ctx, AD, 0)?;
     let (rd, wr) = pipe_with(N)?;
     let mut plain = vec![0u8; N / 2];
-    let pa = plain.as_mut_ptr() as usize;
+    let pa = UserBuf::from(plain.as_mut_slice());
     let ret = no_signal("readv() with a protected second iovec", || {
-        sys::readv_into(rd, &[(pa, N / 2), (r.addr(), N / 2)])
+        sys::readv_into(rd, &[pa, r.buf(0, N / 2)])
     });
     ctx.diag(format!("key {key}: readv([plain 32, AD 32]) = {ret:?}"));
     let left = drain(rd);
@@ -298,15 +298,15 @@ fn readv_partial_file(ctx: &mut Ctx) -> Outcome {
     let (r, key) = protected(ctx, AD, 0)?;
     let fd = file_with_data()?;
     let mut plain = vec![0u8; N / 2];
-    let pa = plain.as_mut_ptr() as usize;
+    let pa = UserBuf::from(plain.as_mut_slice());
     let ret = no_signal("readv() with a protected second iovec", || {
-        sys::readv_into(fd, &[(pa, N / 2), (r.addr(), N / 2)])
+        sys::readv_into(fd, &[pa, r.buf(0, N / 2)])
     });
     ctx.diag(format!(
         "key {key}: readv(file, [plain 32, AD 32]) = {ret:?}"
     ));
     let mut rest = vec![0u8; N];
-    let next = sys::read_into(fd, rest.as_mut_ptr(), N);
+    let next = sys::read_into(fd, rest.as_mut_slice().into());
     sys::close(fd);
     check_eq!(ret?, Ok(N / 2), "readv() with a protected second iovec");
     check_eq!(plain, vec![0x5au8; N / 2], "plain iovec contents");
@@ -351,7 +351,7 @@ fn recv_into(ctx: &mut Ctx, rights: u32) -> Outcome {
     let data = [0x66u8; N];
     let sent = sys::write_from(b, data.as_ptr(), N);
     let ret = no_signal("recv() into the protected buffer", || {
-        sys::recv_into(a, r.ptr(0), N, 0)
+        sys::recv_into(a, r.buf(0, N), 0)
     });
     ctx.diag(format!("key {key} rights {rights}: recv = {ret:?}"));
     let left = drain(a);
@@ -373,17 +373,17 @@ fn pvm_self(ctx: &mut Ctx, write: bool, local_protected: bool) -> Outcome {
     let (r, key) = protected(ctx, AD, 0x77)?;
     let mut plain = vec![if write { 0x99u8 } else { 0 }; N];
     let pid = sys::getpid();
-    let (pl, pr) = (plain.as_mut_ptr() as usize, r.addr());
+    let (pl, pr) = (UserBuf::from(plain.as_mut_slice()), r.buf(0, N));
     let (local, remote) = if local_protected {
-        ([(pr, N)], [(pl, N)])
+        ([pr], [pl])
     } else {
-        ([(pl, N)], [(pr, N)])
+        ([pl], [pr])
     };
     let ret = no_signal("process_vm_* on self", || {
         if write {
-            sys::process_vm_writev(pid, &local, &remote)
+            sys::process_vm_writev(pid, &local.map(|b| b.raw()), &remote)
         } else {
-            sys::process_vm_readv(pid, &local, &remote)
+            sys::process_vm_readv(pid, &local, &remote.map(|b| b.raw()))
         }
     })?;
     let call = if write {
@@ -423,15 +423,18 @@ const PVM_BYTES: i32 = 2;
 fn pvm_child(ctx: &mut Ctx, write: bool) -> Outcome {
     let (r, key) = protected(ctx, AD, 0x88)?;
     let _ = sys::set_ptracer_any();
-    let remote = [(r.addr(), N)];
+    let remote = [r.buf(0, N)];
     let end = fault::in_child(|| {
         let parent = sys::getppid();
         let mut buf = vec![if write { 0xabu8 } else { 0 }; N];
-        let local = [(buf.as_mut_ptr() as usize, N)];
         let ret = if write {
-            sys::process_vm_writev(parent, &local, &remote)
+            sys::process_vm_writev(parent, &[(buf.as_ptr() as usize, N)], &remote)
         } else {
-            sys::process_vm_readv(parent, &local, &remote)
+            sys::process_vm_readv(
+                parent,
+                &[buf.as_mut_slice().into()],
+                &remote.map(|b| b.raw()),
+            )
         };
         let code = if ret != Ok(N) {
             PVM_CALL

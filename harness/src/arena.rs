@@ -10,6 +10,7 @@
 //! mmap(2), mprotect(2), pkey_mprotect(2), mremap(2), madvise(2), munmap(2), read(2), write(2),
 //! process_vm_readv(2), proc(5) (`/proc/PID/mem`, `/proc/PID/smaps`), sigaction(2).
 
+use crate::mem::UserBuf;
 use crate::sys::Errno;
 use crate::{fault, maps, pkru, sys};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
@@ -471,7 +472,8 @@ impl Arena {
             return (Err(Errno::last()), None);
         };
         let _ = sys::write_from(wr, &val, 1);
-        let r = sys::read_into(rd, a as *mut u8, 1);
+        // SAFETY: a page of the window this arena owns, which holds no Rust-visible data.
+        let r = sys::read_into(rd, unsafe { UserBuf::from_raw(a, 1) });
         let left = drain_one(rd);
         sys::close(rd);
         sys::close(wr);
@@ -494,7 +496,7 @@ impl Arena {
     /// `process_vm_readv` of the page's first byte from this very process.
     pub fn pvm_read(&self, page: usize) -> (Result<usize, Errno>, Option<u8>) {
         let mut b = 0u8;
-        let local = [(&mut b as *mut u8 as usize, 1)];
+        let local = [UserBuf::from(std::slice::from_mut(&mut b))];
         let r = sys::process_vm_readv(sys::getpid(), &local, &[(self.at(page), 1)]);
         let byte = r.is_ok().then_some(b);
         (r, byte)
@@ -503,7 +505,9 @@ impl Arena {
     /// `process_vm_writev` of `val` into the page of this very process.
     pub fn pvm_write(&self, page: usize, val: u8) -> Result<usize, Errno> {
         let local = [(&val as *const u8 as usize, 1)];
-        sys::process_vm_writev(sys::getpid(), &local, &[(self.at(page), 1)])
+        // SAFETY: as in `kernel_read_into`.
+        let remote = [unsafe { UserBuf::from_raw(self.at(page), 1) }];
+        sys::process_vm_writev(sys::getpid(), &local, &remote)
     }
 
     fn proc_mem() -> Result<i32, Errno> {
@@ -520,7 +524,11 @@ impl Arena {
             Err(e) => return (Err(e), None),
         };
         let mut b = 0u8;
-        let r = sys::pread_into(fd, &mut b, 1, self.at(page) as i64);
+        let r = sys::pread_into(
+            fd,
+            std::slice::from_mut(&mut b).into(),
+            self.at(page) as i64,
+        );
         sys::close(fd);
         let byte = r.is_ok().then_some(b);
         (r, byte)
@@ -641,7 +649,11 @@ fn pipe() -> Result<(i32, i32), Errno> {
 
 fn drain_one(fd: i32) -> Option<u8> {
     let mut b = 0u8;
-    matches!(sys::read_into(fd, &mut b, 1), Ok(1)).then_some(b)
+    matches!(
+        sys::read_into(fd, std::slice::from_mut(&mut b).into()),
+        Ok(1)
+    )
+    .then_some(b)
 }
 
 impl Drop for Arena {

@@ -542,6 +542,77 @@ impl Region {
     }
 }
 
+/// Memory a system call may write into (`read`, `pread`, `readv`, `recv`, `process_vm_*`): a
+/// range of a [`Region`] ([`Region::buf`]) or a Rust byte buffer, borrowed for `'a`. Made only
+/// from memory the caller owns, so a kernel write through it reaches nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct UserBuf<'a> {
+    addr: usize,
+    len: usize,
+    _owner: std::marker::PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> UserBuf<'a> {
+    /// A buffer at `addr` of `len` bytes.
+    ///
+    /// # Safety
+    /// The range must be memory the caller owns for `'a` that no Rust reference covers (e.g.
+    /// pages of an [`crate::arena::Arena`]), or that is not mapped at all.
+    pub unsafe fn from_raw(addr: usize, len: usize) -> UserBuf<'a> {
+        UserBuf {
+            addr,
+            len,
+            _owner: std::marker::PhantomData,
+        }
+    }
+
+    /// Start address.
+    pub fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `(address, length)`, for the side of a call that only reads.
+    pub fn raw(&self) -> (usize, usize) {
+        (self.addr, self.len)
+    }
+}
+
+impl<'a> From<&'a mut [u8]> for UserBuf<'a> {
+    fn from(s: &'a mut [u8]) -> UserBuf<'a> {
+        UserBuf {
+            addr: s.as_mut_ptr() as usize,
+            len: s.len(),
+            _owner: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Region {
+    /// `[off, off + len)` of the region as a buffer the kernel may write into (panics outside
+    /// the region). A buffer at offset 0 forgets the `ret` stub.
+    pub fn buf(&self, off: usize, len: usize) -> UserBuf<'_> {
+        let addr = self.span(off, len);
+        if off == 0 {
+            self.ret_stub.store(false, Ordering::SeqCst);
+        }
+        UserBuf {
+            addr,
+            len,
+            _owner: std::marker::PhantomData,
+        }
+    }
+}
+
 /// Volatile read of the byte at `addr`. Safe callers read through a [`Region`] (shared with
 /// another thread by `Arc` or a scoped borrow).
 ///
@@ -759,5 +830,22 @@ mod tests {
         r.munmap_range(pg, pg).unwrap();
         assert_eq!(r.mprotect_range(0, 3 * pg, RW), Err(Errno::ENOMEM));
         assert_eq!(sys::mprotect_top(pg, RW), Err(Errno::ENOMEM));
+    }
+
+    #[test]
+    #[should_panic(expected = "outside region")]
+    fn buffer_past_the_region_is_refused() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        let _ = r.buf(r.len() - 1, 2);
+    }
+
+    #[test]
+    fn kernel_reads_into_a_region_buffer() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        let (rd, wr) = nix::unistd::pipe().unwrap();
+        nix::unistd::write(&wr, &[7, 8, 9]).unwrap();
+        use std::os::fd::AsRawFd;
+        assert_eq!(sys::read_into(rd.as_raw_fd(), r.buf(1, 3)), Ok(3));
+        assert_eq!((r.read(0), r.read(1), r.read(3)), (0, 7, 9));
     }
 }

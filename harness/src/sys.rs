@@ -3,6 +3,7 @@
 //! The calls go through `syscall(2)` directly so that no libc wrapper (which may be absent or may
 //! filter arguments) stands between a case and the kernel.
 
+pub use crate::mem::UserBuf;
 pub use nix::errno::Errno;
 
 /// `pkey_mprotect` system call number on x86-64.
@@ -149,15 +150,16 @@ fn ret_len(r: isize) -> Result<usize, Errno> {
     }
 }
 
-/// `read(fd, buf, len)` into raw memory (the kernel checks the buffer and the rights on it).
-pub fn read_into(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> {
-    // SAFETY: the kernel validates the destination; callers pass memory of their own regions.
-    ret_len(unsafe { libc::read(fd, buf.cast(), len) })
+/// `read(fd, buf, len)` into memory the caller owns (the kernel checks the rights on it).
+pub fn read_into(fd: i32, buf: UserBuf<'_>) -> Result<usize, Errno> {
+    // SAFETY: `buf` is memory the caller owns (see UserBuf); the kernel validates it.
+    ret_len(unsafe { libc::read(fd, buf.addr() as *mut libc::c_void, buf.len()) })
 }
 
-/// `write(fd, buf, len)` from raw memory.
+/// `write(fd, buf, len)` from raw memory. Safe with any address: the kernel only reads the
+/// source (and validates it: a bad one is EFAULT).
 pub fn write_from(fd: i32, buf: *const u8, len: usize) -> Result<usize, Errno> {
-    // SAFETY: the kernel validates the source buffer.
+    // SAFETY: the kernel only reads the source buffer, and validates it.
     ret_len(unsafe { libc::write(fd, buf.cast(), len) })
 }
 
@@ -167,7 +169,8 @@ pub fn close(fd: i32) {
     unsafe { libc::close(fd) };
 }
 
-/// `vmsplice(fd, {buf, len}, 1, SPLICE_F_GIFT)`.
+/// `vmsplice(fd, {buf, len}, 1, SPLICE_F_GIFT)` into a pipe: the kernel only reads the source
+/// (and validates it), so any address is safe.
 pub fn vmsplice_gift(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> {
     let iov = libc::iovec {
         iov_base: buf.cast(),
@@ -177,7 +180,8 @@ pub fn vmsplice_gift(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> 
     ret_len(unsafe { libc::vmsplice(fd, &iov, 1, libc::SPLICE_F_GIFT) })
 }
 
-/// `futex(word, FUTEX_WAIT, expected, NULL)`.
+/// `futex(word, FUTEX_WAIT, expected, NULL)`. The kernel only reads the word (and validates the
+/// address), so any address is safe.
 pub fn futex_wait(word: usize, expected: u32) -> Result<i32, Errno> {
     crate::features::touch(crate::features::Feature::Futex);
     // SAFETY: the kernel reads the word (checking access) and may sleep; no timeout pointer.
@@ -294,16 +298,20 @@ pub unsafe fn mlock2(addr: usize, len: usize, flags: u32) -> Result<(), Errno> {
     ret(unsafe { libc::syscall(libc::SYS_mlock2, addr, len, flags as libc::c_ulong) }).map(drop)
 }
 
-/// `pread(fd, buf, len, off)` into raw memory (the kernel checks the buffer and the rights on it).
-pub fn pread_into(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize, Errno> {
-    // SAFETY: the kernel validates the destination; callers pass memory of their own regions.
-    ret_len(unsafe { libc::pread(fd, buf.cast(), len, off) })
+/// `pread(fd, buf, len, off)` into memory the caller owns (the kernel checks the rights on it).
+pub fn pread_into(fd: i32, buf: UserBuf<'_>, off: i64) -> Result<usize, Errno> {
+    // SAFETY: `buf` is memory the caller owns (see UserBuf); the kernel validates it.
+    ret_len(unsafe { libc::pread(fd, buf.addr() as *mut libc::c_void, buf.len(), off) })
 }
 
-/// `pwrite(fd, buf, len, off)` from raw memory.
+/// `pwrite(fd, buf, len, off)` from raw memory (only read, as in [`write_from`]).
 pub fn pwrite_from(fd: i32, buf: *const u8, len: usize, off: i64) -> Result<usize, Errno> {
     // SAFETY: the kernel validates the source buffer.
     ret_len(unsafe { libc::pwrite(fd, buf.cast(), len, off) })
+}
+
+fn raw_parts(parts: &[UserBuf<'_>]) -> Vec<(usize, usize)> {
+    parts.iter().map(|b| (b.addr(), b.len())).collect()
 }
 
 fn iovecs(parts: &[(usize, usize)]) -> Vec<libc::iovec> {
@@ -316,24 +324,24 @@ fn iovecs(parts: &[(usize, usize)]) -> Vec<libc::iovec> {
         .collect()
 }
 
-/// `readv(fd, iov)` where each part is `(address, length)` of the caller's memory.
-pub fn readv_into(fd: i32, parts: &[(usize, usize)]) -> Result<usize, Errno> {
-    let iov = iovecs(parts);
+/// `readv(fd, iov)` into buffers the caller owns.
+pub fn readv_into(fd: i32, parts: &[UserBuf<'_>]) -> Result<usize, Errno> {
+    let iov = iovecs(&raw_parts(parts));
     // SAFETY: the iovecs describe caller memory; the kernel validates each one.
     ret_len(unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as i32) })
 }
 
-/// `writev(fd, iov)` where each part is `(address, length)` of the caller's memory.
+/// `writev(fd, iov)` where each part is `(address, length)`: only read, as in [`write_from`].
 pub fn writev_from(fd: i32, parts: &[(usize, usize)]) -> Result<usize, Errno> {
     let iov = iovecs(parts);
     // SAFETY: the iovecs describe caller memory, which the kernel only reads (and validates).
     ret_len(unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) })
 }
 
-/// `recv(fd, buf, len, flags)` into raw memory.
-pub fn recv_into(fd: i32, buf: *mut u8, len: usize, flags: i32) -> Result<usize, Errno> {
-    // SAFETY: the kernel validates the destination; callers pass memory of their own regions.
-    ret_len(unsafe { libc::recv(fd, buf.cast(), len, flags) })
+/// `recv(fd, buf, len, flags)` into memory the caller owns.
+pub fn recv_into(fd: i32, buf: UserBuf<'_>, flags: i32) -> Result<usize, Errno> {
+    // SAFETY: `buf` is memory the caller owns (see UserBuf); the kernel validates it.
+    ret_len(unsafe { libc::recv(fd, buf.addr() as *mut libc::c_void, buf.len(), flags) })
 }
 
 /// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
@@ -368,31 +376,35 @@ pub fn fstat_size(fd: i32) -> Result<i64, Errno> {
     }
 }
 
-/// `process_vm_readv(pid, local, remote, 0)`; each part is `(address, length)`. The local parts
-/// are the caller's memory, the remote ones addresses in `pid`.
+/// `process_vm_readv(pid, local, remote, 0)`. The local parts (written) are buffers the caller
+/// owns; the remote ones `(address, length)` in `pid`, only read.
 pub fn process_vm_readv(
     pid: i32,
-    local: &[(usize, usize)],
+    local: &[UserBuf<'_>],
     remote: &[(usize, usize)],
 ) -> Result<usize, Errno> {
     crate::features::touch(crate::features::Feature::ProcessVm);
-    let (l, r) = (iovecs(local), iovecs(remote));
-    // SAFETY: the local iovecs describe caller memory; the kernel validates both sides.
+    let (l, r) = (iovecs(&raw_parts(local)), iovecs(remote));
+    // SAFETY: the local iovecs are memory the caller owns; the remote side is only read; the
+    // kernel validates both.
     ret_len(unsafe {
         libc::process_vm_readv(pid, l.as_ptr(), l.len() as _, r.as_ptr(), r.len() as _, 0)
     })
 }
 
-/// `process_vm_writev(pid, local, remote, 0)` (see [`process_vm_readv`]).
+/// `process_vm_writev(pid, local, remote, 0)`: the local parts `(address, length)` are only
+/// read; the remote ones, written, are buffers the caller owns, at the same addresses in `pid`
+/// (this process, or a fork of it, or its parent before the fork, which share the layout).
 pub fn process_vm_writev(
     pid: i32,
     local: &[(usize, usize)],
-    remote: &[(usize, usize)],
+    remote: &[UserBuf<'_>],
 ) -> Result<usize, Errno> {
     crate::features::touch(crate::features::Feature::ProcessVm);
-    let (l, r) = (iovecs(local), iovecs(remote));
-    // SAFETY: the local iovecs describe caller memory; the kernel validates both sides. A write
-    // into this process's own memory only touches ranges of the caller's regions.
+    let (l, r) = (iovecs(local), iovecs(&raw_parts(remote)));
+    // SAFETY: the local side is only read; the remote side, written, is memory the caller owns
+    // here, so a write into this very process stays inside it, and a write into another
+    // process is no memory of this one.
     ret_len(unsafe {
         libc::process_vm_writev(pid, l.as_ptr(), l.len() as _, r.as_ptr(), r.len() as _, 0)
     })
