@@ -511,10 +511,16 @@ impl Arena {
     }
 
     fn proc_mem() -> Result<i32, Errno> {
-        // SAFETY: open with a NUL-terminated path. Opened per access: the file is bound to the
-        // mm of the process that opens it, and a forked child must reach its own.
-        let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if fd < 0 { Err(Errno::last()) } else { Ok(fd) }
+        use nix::fcntl::{OFlag, open};
+        use std::os::fd::IntoRawFd;
+        // Opened per access: the file is bound to the mm of the process that opens it, and a
+        // forked child must reach its own.
+        open(
+            c"/proc/self/mem",
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(IntoRawFd::into_raw_fd)
     }
 
     /// `pread` of `/proc/self/mem` at the page: the result and the byte read.
@@ -641,10 +647,10 @@ fn executable(addr: usize) -> bool {
 }
 
 fn pipe() -> Result<(i32, i32), Errno> {
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 with a valid array.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
-    Ok((fds[0], fds[1]))
+    use nix::fcntl::OFlag;
+    use std::os::fd::IntoRawFd;
+    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    Ok((rd.into_raw_fd(), wr.into_raw_fd()))
 }
 
 fn drain_one(fd: i32) -> Option<u8> {

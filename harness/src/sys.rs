@@ -114,8 +114,7 @@ pub fn mprotect_top(len: usize, prot: i32) -> Result<(), Errno> {
 
 /// The current thread id.
 pub fn gettid() -> i32 {
-    // SAFETY: gettid has no arguments and cannot fail.
-    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+    nix::unistd::gettid().as_raw()
 }
 
 /// Base page size.
@@ -132,8 +131,7 @@ pub fn exit_now(code: i32) -> ! {
 
 /// Whether the process runs as root (effective uid 0).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// Send `sig` to the calling thread (`tgkill(getpid(), gettid(), sig)`).
@@ -348,7 +346,7 @@ pub fn recv_into(fd: i32, buf: UserBuf<'_>, flags: i32) -> Result<usize, Errno> 
 pub fn socketpair_stream() -> Result<(i32, i32), Errno> {
     crate::features::touch(crate::features::Feature::UnixSockets);
     let mut fds = [0i32; 2];
-    // SAFETY: socketpair with a valid two-element array.
+    // SAFETY: socketpair with a valid two-element array (nix's socket API is not enabled here).
     let r = unsafe {
         libc::socketpair(
             libc::AF_UNIX,
@@ -412,14 +410,12 @@ pub fn process_vm_writev(
 
 /// `getpid()`.
 pub fn getpid() -> i32 {
-    // SAFETY: getpid cannot fail.
-    unsafe { libc::getpid() }
+    nix::unistd::getpid().as_raw()
 }
 
 /// `getppid()`.
 pub fn getppid() -> i32 {
-    // SAFETY: getppid cannot fail.
-    unsafe { libc::getppid() }
+    nix::unistd::getppid().as_raw()
 }
 
 /// `prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY)`: let any process (under Yama's ptrace_scope=1, a
@@ -441,13 +437,13 @@ pub fn default_signal(sig: i32) {
 
 /// `setrlimit(RLIMIT_CORE, unlimited)`.
 pub fn core_limit_unlimited() -> Result<(), Errno> {
+    use nix::sys::resource::{Resource, setrlimit};
     crate::features::touch(crate::features::Feature::CoreDump);
-    let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads a valid rlimit struct.
-    ret(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) } as libc::c_long).map(drop)
+    setrlimit(
+        Resource::RLIMIT_CORE,
+        libc::RLIM_INFINITY,
+        libc::RLIM_INFINITY,
+    )
 }
 
 /// Make the process `cmd` starts receive SIGKILL when its parent dies (`PR_SET_PDEATHSIG`), so a
@@ -492,12 +488,9 @@ pub fn probe_shmget() -> Result<(), Errno> {
 
 /// Probe for [`crate::features`]: `memfd_create`, closed at once.
 pub fn probe_memfd() -> Result<(), Errno> {
-    // SAFETY: a NUL-terminated name; the descriptor is closed right after.
-    let fd = ret(
-        unsafe { libc::memfd_create(c"pkeys-probe".as_ptr(), libc::MFD_CLOEXEC) } as libc::c_long,
-    )?;
-    close(fd);
-    Ok(())
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    // Closed when the descriptor drops.
+    memfd_create(c"pkeys-probe", MFdFlags::MFD_CLOEXEC).map(drop)
 }
 
 /// Probe for [`crate::features`]: `process_vm_readv` of no iovec from this process.
