@@ -6,8 +6,8 @@
 //! EINVAL; `mm_pkey_is_allocated()` treats the execute-only key as not allocated, so neither
 //! `pkey_free` nor `pkey_mprotect` accepts it; `pkey_free(0)` succeeds since 4.17 (2fa9d1cfaf0e).
 
-use crate::util::{mapped, smaps_pkey, sysfail};
-use pkeys_harness::fault;
+use crate::util::{forkfail, mapped, smaps_pkey, sysfail};
+use pkeys_harness::child;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, pkru};
@@ -216,25 +216,26 @@ fn exec_only_key(ctx: &mut Ctx) -> Outcome {
 /// this records the kernel's behaviour). Run in a child so the case's own state is untouched.
 fn free_key_0(ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
-    let end = fault::in_child(|| {
-        let code = if sys::pkey_free(0).is_err() {
-            1
-        } else if r.pkey_mprotect(libc::PROT_READ, 0) != Err(Errno::EINVAL) {
-            2
-        } else if sys::pkey_alloc_raw(0, 0) != Ok(0) {
-            3
-        } else if r.pkey_mprotect(libc::PROT_READ, 0).is_err() {
-            4
-        } else {
-            0
-        };
-        sys::exit_now(code)
-    });
-    ctx.diag(format!("child ended {end:?}"));
-    check_eq!(
-        end,
-        fault::ChildEnd::Exited(0),
-        "child (1: pkey_free(0) failed, 2: pkey_mprotect(0) after the free not EINVAL, 3: pkey_alloc did not return 0, 4: key 0 unusable after re-allocation)"
-    );
-    Ok(())
+    let end = forkfail(child::in_child(|_| {
+        check_eq!(sys::pkey_free(0), Ok(()), "pkey_free(0)");
+        check_eq!(
+            r.pkey_mprotect(libc::PROT_READ, 0),
+            Err(Errno::EINVAL),
+            "pkey_mprotect(…, 0) after the free"
+        );
+        check_eq!(
+            sys::pkey_alloc_raw(0, 0),
+            Ok(0),
+            "pkey_alloc after freeing 0"
+        );
+        check_eq!(
+            r.pkey_mprotect(libc::PROT_READ, 0),
+            Ok(()),
+            "pkey_mprotect(…, 0) after re-allocating 0"
+        );
+        Ok(())
+    }))?;
+    ctx.diag(format!("child {}", end.ended));
+    crate::util::forward(ctx, "child", &end);
+    end.outcome("child")
 }

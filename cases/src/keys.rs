@@ -287,22 +287,18 @@ fn exhaustion_survives_fork(ctx: &mut Ctx) -> Outcome {
     let last = *keys
         .last()
         .ok_or_else(|| Stop::Fail("no key allocated".into()))?;
-    let end = fault::in_child(|| {
-        let code = if sys::pkey_alloc_raw(0, 0) != Err(Errno::ENOSPC) {
-            1
-        } else if sys::pkey_free(last).is_err() {
-            2
-        } else if sys::pkey_alloc_raw(0, 0) != Ok(last) {
-            3
-        } else {
-            0
-        };
-        sys::exit_now(code);
-    });
-    check_eq!(
-        end,
-        fault::ChildEnd::Exited(0),
-        "child status (1: alloc did not fail with ENOSPC, 2: free failed, 3: freed key not reused)"
-    );
-    Ok(())
+    crate::util::in_child(ctx, "child", |_| {
+        check_eq!(
+            sys::pkey_alloc_raw(0, 0),
+            Err(Errno::ENOSPC),
+            "pkey_alloc with every key taken"
+        );
+        check_eq!(sys::pkey_free(last), Ok(()), "pkey_free({last})");
+        check_eq!(
+            sys::pkey_alloc_raw(0, 0),
+            Ok(last),
+            "pkey_alloc after the free"
+        );
+        Ok(())
+    })
 }

@@ -68,16 +68,14 @@ fn thread_inherits(ctx: &mut Ctx) -> Outcome {
 /// parent).
 pub(crate) fn fork_copies(ctx: &mut Ctx) -> Outcome {
     let v = distinctive(ctx)?;
-    let end = fault::in_child(|| {
-        let ok = pkru::rdpkru() == v;
+    // Fault injection expects the parent's PKRU with key 10's WD bit flipped.
+    let want = if ctx.wrong { v ^ pkru::wd_bit(10) } else { v };
+    crate::util::in_child(ctx, "child", |_| {
+        let seen = pkru::rdpkru();
         pkru::wrpkru_raw(v ^ pkru::wd_bit(10));
-        sys::exit_now(if ok { 0 } else { 1 })
-    });
-    check_eq!(
-        end,
-        fault::ChildEnd::Exited(ctx.skew()),
-        "child (1: PKRU differed from the parent's)"
-    );
+        check_pkru!(seen, want, "child's PKRU (the parent's)");
+        Ok(())
+    })?;
     check_pkru!(
         pkru::read(),
         v,

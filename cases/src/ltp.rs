@@ -7,8 +7,8 @@
 //! LTP accepts any SIGSEGV; here the child's fault must be SEGV_PKUERR with the key and address,
 //! and the access after re-tagging must complete.
 
-use crate::util::{mapped, sysfail};
-use pkeys_harness::fault::{self, ChildEnd};
+use crate::util::{forkfail, mapped, sysfail};
+use pkeys_harness::child::{self, Crash};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD, SEGV_PKUERR};
 use pkeys_harness::{Case, Ctx, Outcome, check_eq};
@@ -57,16 +57,25 @@ pub(crate) fn pkey01(ctx: &mut Ctx, rights: u32, prot: i32, kind: Kind) -> Outco
             r.write(0, b'a');
         }
     };
-    let end = fault::in_child(forbidden);
-    ctx.diag(format!("key {key}: forbidden access ended {end:?}"));
+    let end = forkfail(child::in_child(|_| {
+        forbidden();
+        Ok(())
+    }))?;
+    ctx.diag(format!(
+        "key {key}: forbidden access: child {}, crash report {:?}",
+        end.ended, end.crash
+    ));
     check_eq!(
-        end,
-        ChildEnd::Killed {
-            signo: libc::SIGSEGV,
-            code: Some(SEGV_PKUERR),
-            addr: Some(addr),
-            pkey: Some((key + ctx.skew()) as u32)
-        },
+        end.killed_by(),
+        Some((
+            libc::SIGSEGV,
+            Some(Crash {
+                signo: libc::SIGSEGV,
+                code: SEGV_PKUERR,
+                addr,
+                pkey: (key + ctx.skew()) as u32
+            })
+        )),
         "child's forbidden access"
     );
     sysfail("pkey_mprotect(…, 0)", r.pkey_mprotect(prot, 0))?;
@@ -74,21 +83,17 @@ pub(crate) fn pkey01(ctx: &mut Ctx, rights: u32, prot: i32, kind: Kind) -> Outco
     // writable buffer is written ('a') and, when readable too, read back; a read-only one is
     // read; pkey01 leaves PROT_EXEC alone, here it is read (x86 cannot make it execute-only
     // without a key).
-    let end = fault::in_child(|| {
+    crate::util::in_child(ctx, "child's access after re-tagging to key 0", |_| {
         if prot & libc::PROT_WRITE != 0 {
             r.write(0, b'a');
-            if prot & libc::PROT_READ != 0 && r.read(0) != b'a' {
-                pkeys_harness::sys::exit_now(3);
+            if prot & libc::PROT_READ != 0 {
+                check_eq!(r.read(0), b'a', "the byte written, read back");
             }
         } else {
             std::hint::black_box(r.read(0));
         }
-    });
-    check_eq!(
-        end,
-        ChildEnd::Exited(0),
-        "child's access after re-tagging to key 0 (exit 3: the byte written did not read back)"
-    );
+        Ok(())
+    })?;
     drop(r);
     check_eq!(
         pkeys_harness::sys::pkey_free(key),

@@ -6,12 +6,13 @@
 //! history: Kyle Huey's series (6.2, stable 6.1.y / 5.15.88): ptrace can write PKRU, and clearing
 //! XSTATE_BV bit 9 sets it to 0.
 
-use crate::util::{expect_one_pkey_fault, init_pkru, mapped, sysfail};
+use crate::util::{expect_one_pkey_fault, forkfail, forward, init_pkru, mapped, sysfail};
+use pkeys_harness::child;
 use pkeys_harness::fault::{self, Fix, XSTATE_BV_OFFSET, XSTATE_PKRU};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::ptrace as pt;
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD, raise};
-use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, cpu, pkru};
+use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, check_pkru, cpu, pkru};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
@@ -46,14 +47,12 @@ fn peek_poke(ctx: &mut Ctx) -> Outcome {
     )?;
     r.write(0, 0x11);
     plain.write(0, 0x22);
-    let child = sysfail(
-        "fork",
-        pt::fork_child(|| {
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-        }),
-    )?;
+    let sleeper = forkfail(child::spawn(|_| {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }))?;
+    let child = sleeper.pid();
     let res = (|| -> Outcome {
         sysfail("PTRACE_ATTACH", pt::attach(child))?;
         let st = sysfail("waitpid", pt::wait(child))?;
@@ -95,18 +94,14 @@ fn peek_poke(ctx: &mut Ctx) -> Outcome {
         sysfail("PTRACE_DETACH", pt::detach(child))?;
         Ok(())
     })();
-    pt::kill_and_reap(child);
+    sleeper.kill();
     res
 }
-
-/// Exit codes of the tracee in `modifies_pkru`.
-const SAW_WRONG_NEW: i32 = 11;
-const SAW_NONZERO: i32 = 12;
 
 /// The tracer reads the stopped tracee's PKRU from `NT_X86_XSTATE` (equal to the tracee's value),
 /// writes a new value (visible through the regset before and after the tracee runs, and seen by
 /// the tracee itself), then clears XSTATE_BV bit 9: PKRU reads 0 through the regset and in the
-/// tracee. The tracee's exit status says what it saw.
+/// tracee. The tracee's verdict says what it saw.
 fn modifies_pkru(ctx: &mut Ctx) -> Outcome {
     let c = cpu::probe();
     let off = c.xsave_pkru_offset as usize;
@@ -117,24 +112,23 @@ fn modifies_pkru(ctx: &mut Ctx) -> Outcome {
         pkru::fmt(mine),
         pkru::fmt(new)
     ));
-    let child = sysfail(
-        "fork",
-        pt::fork_child(|| {
-            if pt::traceme().is_err() {
-                return 10;
-            }
-            raise(libc::SIGSTOP);
-            if pkru::rdpkru() != new {
-                return SAW_WRONG_NEW;
-            }
-            raise(libc::SIGSTOP);
-            if pkru::rdpkru() != 0 {
-                return SAW_NONZERO;
-            }
-            raise(libc::SIGSTOP);
-            0
-        }),
-    )?;
+    let mut tracee = forkfail(child::spawn(|c| {
+        sysfail("PTRACE_TRACEME", pt::traceme())?;
+        raise(libc::SIGSTOP);
+        let seen = pkru::rdpkru();
+        c.msg(format!("PKRU after SETREGSET: {}", pkru::fmt(seen)));
+        check_pkru!(seen, new, "tracee's PKRU after SETREGSET");
+        raise(libc::SIGSTOP);
+        let seen = pkru::rdpkru();
+        c.msg(format!(
+            "PKRU after clearing XSTATE_BV[9]: {}",
+            pkru::fmt(seen)
+        ));
+        check_pkru!(seen, 0, "tracee's PKRU after clearing XSTATE_BV[9]");
+        raise(libc::SIGSTOP);
+        Ok(())
+    }))?;
+    let child = tracee.pid();
     let mut buf = vec![0u8; c.xsave_max_size.max(c.xsave_size) as usize];
     let res = (|| -> Outcome {
         let pkru_at = |b: &[u8]| u32::from_le_bytes(b[off..off + 4].try_into().unwrap());
@@ -163,7 +157,7 @@ fn modifies_pkru(ctx: &mut Ctx) -> Outcome {
             "PKRU through the regset after SETREGSET, before the tracee ran"
         );
         sysfail("PTRACE_CONT", pt::cont(child))?;
-        step("after the new PKRU (exit 11 means the tracee saw another value)")?;
+        step("after the new PKRU")?;
         buf.fill(0xcc);
         sysfail("PTRACE_GETREGSET", pt::get_xstate(child, &mut buf))?;
         check_eq!(
@@ -190,7 +184,7 @@ fn modifies_pkru(ctx: &mut Ctx) -> Outcome {
             "PKRU through the regset after clearing XSTATE_BV[9]"
         );
         sysfail("PTRACE_CONT", pt::cont(child))?;
-        step("after clearing XSTATE_BV[9] (exit 12 means the tracee saw PKRU other than 0)")?;
+        step("after clearing XSTATE_BV[9]")?;
         // Upstream's last step (1653-1655): after the tracee ran, the regset still says 0.
         buf.fill(0xcc);
         sysfail("PTRACE_GETREGSET", pt::get_xstate(child, &mut buf))?;
@@ -200,17 +194,11 @@ fn modifies_pkru(ctx: &mut Ctx) -> Outcome {
             "PKRU through the regset after the tracee ran with XSTATE_BV[9] cleared"
         );
         sysfail("PTRACE_CONT", pt::cont(child))?;
-        let st = sysfail("waitpid", pt::wait(child))?;
-        check!(libc::WIFEXITED(st), "tracee did not exit: status {st:#x}");
-        check_eq!(
-            libc::WEXITSTATUS(st),
-            0,
-            "tracee exit status ({SAW_WRONG_NEW}: wrong PKRU after SETREGSET, {SAW_NONZERO}: PKRU not 0 after clearing XSTATE_BV[9])"
-        );
-        Ok(())
+        let end = tracee.finish();
+        forward(ctx, "tracee", &end);
+        end.outcome("tracee")
     })();
-    if res.is_err() {
-        pt::kill_and_reap(child);
-    }
+    // An unfinished tracee is killed and reaped when dropped.
+    drop(tracee);
     res
 }

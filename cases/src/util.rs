@@ -1,13 +1,35 @@
 //! Small helpers shared by the case modules.
 
+use pkeys_harness::child::{self, ChildCtx, ChildResult, ForkError};
 use pkeys_harness::fault::{Capture, Fault};
 use pkeys_harness::mem::MapError;
 use pkeys_harness::sys::{Errno, SEGV_PKUERR};
-use pkeys_harness::{Ctx, Pkey, Stop, maps};
+use pkeys_harness::{Ctx, Outcome, Pkey, Stop, maps};
 
 /// Turn a harness error into a failed case.
 pub fn sysfail<T>(what: &str, r: Result<T, Errno>) -> Result<T, Stop> {
     r.map_err(|e| Stop::Fail(format!("{what} failed: {e}")))
+}
+
+/// Turn a failed fork into a failed case.
+pub fn forkfail<T>(r: Result<T, ForkError>) -> Result<T, Stop> {
+    r.map_err(|e| Stop::Fail(e.to_string()))
+}
+
+/// Pass on a child's messages as the case's diagnostics, each after `what: `.
+pub fn forward(ctx: &mut Ctx, what: &str, r: &ChildResult) {
+    for m in &r.messages {
+        ctx.diag(format!("{what}: {m}"));
+    }
+}
+
+/// Run `f` in a forked child ([`child::in_child`]): its messages become diagnostics and its
+/// verdict the outcome (a FAIL, a crash or an exit without a verdict fails the case with `what`
+/// first).
+pub fn in_child(ctx: &mut Ctx, what: &str, f: impl FnOnce(&mut ChildCtx) -> Outcome) -> Outcome {
+    let r = forkfail(child::in_child(f))?;
+    forward(ctx, what, &r);
+    r.outcome(what)
 }
 
 /// Turn a mapping error into a failed case (or SKIP for missing huge pages).

@@ -10,10 +10,10 @@
 //! one fault with `si_code`, `si_pkey`, `si_addr` and the frame's PKRU after each operation.
 
 use crate::util::{expect_one_pkey_fault, init_pkru, mapped, smaps_entries, smaps_pkey, sysfail};
-use pkeys_harness::fault::{self, ChildEnd, Fix};
+use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
-use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, check_pkru, pkru};
 use std::time::Duration;
 
 const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
@@ -354,15 +354,6 @@ fn remap_fixed(ctx: &mut Ctx, unmap_first: bool) -> Outcome {
     Ok(())
 }
 
-/// Exit codes of the child in `fork_child_keeps_keys`.
-const CHILD_SMAPS: i32 = 1;
-const CHILD_PKRU: i32 = 2;
-const CHILD_FAULT: i32 = 3;
-const CHILD_MPROTECT: i32 = 4;
-const CHILD_SMAPS_NEW: i32 = 5;
-const CHILD_FREE: i32 = 6;
-const CHILD_DOUBLE_FREE: i32 = 7;
-
 /// fork(2) copies the mappings with their keys and the key allocation: the child's smaps shows
 /// the key, its PKRU equals the parent's, an AD read faults with the key, it can
 /// `pkey_mprotect` another region with the key and `pkey_free` it (once; the second free is
@@ -373,48 +364,36 @@ fn fork_child_keeps_keys(ctx: &mut Ctx) -> Outcome {
     pkru::set_rights(key, AD);
     let parent_pkru = pkru::read();
     let addr = r.at(1);
-    let end = fault::in_child(|| {
-        let code = (|| {
-            if smaps_pkey(r.addr()) != Ok(Some(key)) {
-                return CHILD_SMAPS;
-            }
-            if pkru::read() != parent_pkru {
-                return CHILD_PKRU;
-            }
-            let cap = fault::capture(Fix::AllowKey, || {
-                std::hint::black_box(r.read(1));
-            });
-            if cap.faults.len() != 1
-                || cap.faults[0].code != sys::SEGV_PKUERR
-                || cap.faults[0].pkey != key as u32
-                || cap.faults[0].addr != addr
-            {
-                return CHILD_FAULT;
-            }
-            if other.pkey_mprotect(RW, key).is_err() {
-                return CHILD_MPROTECT;
-            }
-            if smaps_pkey(other.addr()) != Ok(Some(key)) {
-                return CHILD_SMAPS_NEW;
-            }
-            if sys::pkey_free(key).is_err() {
-                return CHILD_FREE;
-            }
-            if sys::pkey_free(key) != Err(Errno::EINVAL) {
-                return CHILD_DOUBLE_FREE;
-            }
-            0
-        })();
-        sys::exit_now(code);
-    });
-    check_eq!(
-        end,
-        ChildEnd::Exited(0),
-        "child status ({CHILD_SMAPS}: smaps key, {CHILD_PKRU}: PKRU differs, {CHILD_FAULT}: AD read \
-         did not fault once with the key, {CHILD_MPROTECT}: pkey_mprotect with the key failed, \
-         {CHILD_SMAPS_NEW}: smaps of the re-keyed region, {CHILD_FREE}: pkey_free failed, \
-         {CHILD_DOUBLE_FREE}: second pkey_free not EINVAL)"
-    );
+    crate::util::in_child(ctx, "child", |_| {
+        check_eq!(
+            smaps_pkey(r.addr()),
+            Ok(Some(key)),
+            "smaps key of the region"
+        );
+        check_pkru!(pkru::read(), parent_pkru, "child's PKRU (the parent's)");
+        let cap = fault::capture(Fix::AllowKey, || {
+            std::hint::black_box(r.read(1));
+        });
+        let seen: Vec<_> = cap
+            .faults
+            .iter()
+            .map(|f| (f.code, f.pkey, f.addr))
+            .collect();
+        check_eq!(
+            seen,
+            vec![(sys::SEGV_PKUERR, key as u32, addr)],
+            "faults of an AD read (si_code, si_pkey, si_addr)"
+        );
+        sysfail("pkey_mprotect with the key", other.pkey_mprotect(RW, key))?;
+        check_eq!(
+            smaps_pkey(other.addr()),
+            Ok(Some(key)),
+            "smaps key of the re-keyed region"
+        );
+        sysfail("pkey_free", sys::pkey_free(key))?;
+        check_eq!(sys::pkey_free(key), Err(Errno::EINVAL), "second pkey_free");
+        Ok(())
+    })?;
     check_eq!(
         smaps_pkey(other.addr())?,
         Some(0),

@@ -177,48 +177,6 @@ impl Case {
     }
 }
 
-/// How many `explore::*` cases the suite has (a test in `pkeys-cases` keeps this true): a guest
-/// runner multiplies `--explore-time` by it to size the suite's time limit.
-pub const EXPLORE_CASES: u32 = 7;
-
-/// Parse `500ms`, `90s`, `10m`, `2h` (a bare number is seconds; zero is refused).
-pub fn parse_duration(v: &str) -> Option<Duration> {
-    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => return (n > 0).then(|| Duration::from_millis(n)),
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        _ => return None,
-    };
-    (secs > 0).then(|| Duration::from_secs(secs))
-}
-
-/// How long the explorer may run under these suite arguments: `--explore-time D` times the
-/// explorer cases times `--iterations` (None without `--explore-time`).
-pub fn explore_budget(args: &[String]) -> Option<Duration> {
-    let value = |name: &str| {
-        let eq = format!("{name}=");
-        args.iter().enumerate().find_map(|(i, a)| {
-            if a == name {
-                args.get(i + 1).cloned()
-            } else {
-                a.strip_prefix(&eq).map(str::to_string)
-            }
-        })
-    };
-    let t = parse_duration(&value("--explore-time")?)?;
-    let rounds = value("--iterations")
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(1)
-        .max(1);
-    Some(t * EXPLORE_CASES * rounds)
-}
-
 /// What a running case can use: diagnostics output and the run's parameters.
 #[derive(Debug)]
 pub struct Ctx {
@@ -285,7 +243,7 @@ impl Ctx {
 macro_rules! check {
     ($cond:expr, $($fmt:tt)+) => {
         if !$cond {
-            return Err($crate::Stop::Fail(format!($($fmt)+)));
+            return Err($crate::Stop::Fail($crate::case::at(file!(), line!(), format!($($fmt)+))));
         }
     };
 }
@@ -297,7 +255,7 @@ macro_rules! check_eq {
     ($actual:expr, $expected:expr, $($fmt:tt)+) => {{
         let (a, e) = (&$actual, &$expected);
         if a != e {
-            return Err($crate::Stop::Fail(format!("{}: expected {:?}, got {:?}", format!($($fmt)+), e, a)));
+            return Err($crate::Stop::Fail($crate::case::at(file!(), line!(), format!("{}: expected {:?}, got {:?}", format!($($fmt)+), e, a))));
         }
     }};
 }
@@ -308,9 +266,41 @@ macro_rules! check_pkru {
     ($actual:expr, $expected:expr, $($fmt:tt)+) => {{
         let (a, e): (u32, u32) = ($actual, $expected);
         if a != e {
-            return Err($crate::Stop::Fail(format!("{}: expected PKRU {:#010x}, got {:#010x}", format!($($fmt)+), e, a)));
+            return Err($crate::Stop::Fail($crate::case::at(file!(), line!(), format!("{}: expected PKRU {:#010x}, got {:#010x}", format!($($fmt)+), e, a))));
         }
     }};
+}
+
+/// A FAIL message with the place of the failed check in front, as kselftest's `EXPECT_*` print
+/// it: `cases/src/alloc.rs:40: pkey_free(1): expected Ok(()), got Err(EINVAL)`.
+pub fn at(file: &str, line: u32, message: String) -> String {
+    format!("{file}:{line}: {message}")
+}
+
+/// A case id in the calling module's area: `case_id!("exhaust")` in `pkeys_cases::alloc` (or any
+/// module below it) is `alloc::exhaust`. Takes `format!` arguments.
+#[macro_export]
+macro_rules! case_id {
+    ($($fmt:tt)+) => {
+        $crate::case::area_id(module_path!(), &format!($($fmt)+))
+    };
+}
+
+/// A case in the calling module's area: `case!("exhaust", Needs::PKEYS, run)` is
+/// `Case::new("alloc::exhaust", Needs::PKEYS, run)` in `pkeys_cases::alloc`, as kselftest's
+/// `TEST()` takes its name from the file.
+#[macro_export]
+macro_rules! case {
+    ($name:expr, $needs:expr, $run:expr $(,)?) => {
+        $crate::Case::new($crate::case_id!("{}", $name), $needs, $run)
+    };
+}
+
+/// `area::name`, the area being the first module below the crate in `module_path`
+/// (`pkeys_cases::remote::copy` → `remote`).
+pub fn area_id(module_path: &str, name: &str) -> String {
+    let area = module_path.split("::").nth(1).unwrap_or(module_path);
+    format!("{area}::{name}")
 }
 
 /// Stop the case with SKIP and a reason.

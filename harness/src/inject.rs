@@ -28,14 +28,15 @@ pub fn hang() -> ! {
 
 /// Fork a child that sleeps for a minute and return without waiting for it.
 pub fn leave_child_running() {
-    // SAFETY: the child only sleeps and exits; it calls nothing that needs locks.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
+    // The child holds the write end of a pipe nobody reads; the parent closes the read end.
+    if let Ok((_, rd)) = crate::child::spawn_raw(|_| {
         // SAFETY: sleep and _exit are async-signal-safe.
         unsafe {
             libc::sleep(60);
-            libc::_exit(0);
+            libc::_exit(0)
         }
+    }) {
+        sys::close(rd);
     }
 }
 

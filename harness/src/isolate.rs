@@ -6,12 +6,16 @@
 //! an unexpected signal into FAIL with the signal, `si_code` and address, and reports a case that
 //! exits without a verdict or leaves processes behind. Nothing a case does to its own process (PKRU
 //! left restrictive, keys leaked, a wild write) can reach the next case.
+//!
+//! The fork, the pipe protocol, the crash-line parser and the wait loop are those of
+//! [`crate::child`]; this module adds the per-case duties: the process group, the time limit,
+//! killing the group, the subreaper and the leftover check.
 
 use crate::case::{Case, Ctx, Stop};
+use crate::child::{self, Lines, Waited, signal_name, wait_status};
 use crate::probe::Caps;
 use crate::verdict::{CaseReport, Verdict};
 use crate::{fault, pkru, sys};
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// Run parameters passed to every case.
@@ -39,28 +43,13 @@ impl Default for Options {
 }
 
 /// Write all of `s` to `fd`, ignoring errors (the parent may be gone).
-pub(crate) fn send(fd: i32, s: &str) {
-    let mut b = s.as_bytes();
-    while !b.is_empty() {
-        // SAFETY: write(2) from a valid buffer.
-        let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
-        if n <= 0 {
-            return;
-        }
-        b = &b[n as usize..];
-    }
-}
+pub(crate) use crate::child::send;
 
 /// Make this process the reaper of orphaned descendants, so processes a case leaves behind are
 /// re-parented here and can be reaped (and no zombie piles up under a guest's init).
 pub fn become_subreaper() {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) has no memory-safety preconditions.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-}
-
-fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
 fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
@@ -87,27 +76,17 @@ fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
     if caps.pkeys.is_ok() {
         report_leftovers(&mut ctx, caps.start_pkru);
     }
-    let line = match result {
-        Ok(Ok(())) => match pkru::take_mismatch() {
-            None => "V PASS".to_string(),
-            Some((e, f)) => format!(
-                "V FAIL PKRU changed behind the harness's back: shadow {}, hardware {}",
+    let result = result.map(|outcome| {
+        outcome.and_then(|()| match pkru::take_mismatch() {
+            None => Ok(()),
+            Some((e, f)) => Err(Stop::Fail(format!(
+                "PKRU changed behind the harness's back: shadow {}, hardware {}",
                 pkru::fmt(e),
                 pkru::fmt(f)
-            ),
-        },
-        Ok(Err(Stop::Fail(m))) => format!("V FAIL {m}"),
-        Ok(Err(Stop::Skip(m))) => format!("V SKIP {m}"),
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "non-string panic".into());
-            format!("V FAIL panicked: {msg}")
-        }
-    };
-    send(fd, &format!("{}\n", line.replace('\n', " | ")));
+            ))),
+        })
+    });
+    send(fd, &child::verdict_line(result));
     sys::exit_now(0)
 }
 
@@ -130,91 +109,6 @@ fn report_leftovers(ctx: &mut Ctx, start: Option<u32>) {
             pkru::fmt(now)
         ));
     }
-}
-
-/// What the parent collected from the pipe.
-#[derive(Default)]
-struct Collected {
-    diags: Vec<String>,
-    verdict: Option<Verdict>,
-    crash: Option<String>,
-}
-
-impl Collected {
-    /// Consume every complete line of `buf`; with `flush`, also a last line without a newline.
-    fn take_lines(&mut self, buf: &mut Vec<u8>, flush: bool) {
-        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            self.line(String::from_utf8_lossy(&line[..i]).as_ref());
-        }
-        if flush && !buf.is_empty() {
-            let rest = std::mem::take(buf);
-            self.line(String::from_utf8_lossy(&rest).as_ref());
-        }
-    }
-
-    fn line(&mut self, l: &str) {
-        if let Some(d) = l.strip_prefix("D ") {
-            self.diags.push(d.to_string());
-        } else if let Some(v) = l.strip_prefix("V ") {
-            let (w, rest) = v.split_once(' ').unwrap_or((v, ""));
-            self.verdict = Some(match w {
-                "PASS" => Verdict::Pass,
-                "SKIP" => Verdict::Skip(rest.to_string()),
-                _ => Verdict::Fail(rest.to_string()),
-            });
-        } else if let Some(s) = l.strip_prefix("S ") {
-            let f: Vec<&str> = s.split(' ').collect();
-            if f.len() == 4 {
-                let sig: i32 = f[0].parse().unwrap_or(0);
-                let mut m = format!("{} si_code={} si_addr={}", signal_name(sig), f[1], f[2]);
-                if sig == libc::SIGSEGV && f[1] == "4" {
-                    m.push_str(&format!(" si_pkey={}", f[3]));
-                }
-                self.diags.push(format!("unexpected signal: {m}"));
-                self.crash = Some(m);
-            }
-        }
-    }
-}
-
-/// What one poll + read of the verdict pipe found.
-#[derive(PartialEq, Eq)]
-enum Ready {
-    /// Bytes were appended to the buffer.
-    Data,
-    /// The write end is closed everywhere.
-    Eof,
-    /// Nothing within the wait.
-    Idle,
-}
-
-/// Wait up to `wait_ms` for `fd` to be readable and append one read's worth to `buf`.
-fn read_ready(fd: i32, wait_ms: i32, buf: &mut Vec<u8>) -> Ready {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll on one valid pollfd.
-    if unsafe { libc::poll(&mut pfd, 1, wait_ms) } <= 0 {
-        return Ready::Idle;
-    }
-    let mut chunk = [0u8; 4096];
-    // SAFETY: read into a valid stack buffer.
-    let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
-    if n <= 0 {
-        return Ready::Eof;
-    }
-    buf.extend_from_slice(&chunk[..n as usize]);
-    Ready::Data
-}
-
-fn wait_status(pid: i32, flags: i32) -> Option<i32> {
-    let mut st = 0;
-    // SAFETY: waitpid on our own child with a valid status pointer.
-    let r = unsafe { libc::waitpid(pid, &mut st, flags) };
-    (r == pid).then_some(st)
 }
 
 /// Reap every zombie child (orphans re-parented to us as subreaper).
@@ -251,69 +145,17 @@ pub fn run(case: &Case, caps: &Caps, opts: &Options) -> CaseReport {
         return report(Verdict::Skip(reason), Vec::new());
     }
     let timeout = case.timeout.mul_f64(opts.timeout_scale.max(0.01));
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 with a valid 2-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return report(
-            Verdict::Error(format!("pipe2: {}", sys::Errno::last())),
-            Vec::new(),
-        );
-    }
-    let (rd, wr) = (fds[0], fds[1]);
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    // SAFETY: the parent is single-threaded (the suite runs cases on its main thread), so the child
-    // may run arbitrary code after fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return report(
-            Verdict::Error(format!("fork: {}", sys::Errno::last())),
-            Vec::new(),
-        );
-    }
-    if pid == 0 {
-        // SAFETY: closing our copy of the read end.
-        unsafe { libc::close(rd) };
-        run_child(case, caps, opts, wr);
-    }
-    // SAFETY: closing the parent's write end; setpgid on our child (also done by the child: whoever
-    // runs first wins, the result is the same).
-    unsafe {
-        libc::close(wr);
-        libc::setpgid(pid, pid);
-    }
-    let deadline = start + timeout;
-    let mut got = Collected::default();
-    let mut buf = Vec::<u8>::new();
-    let mut status = None;
-    let mut timed_out = false;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        let wait_ms = (deadline - now).as_millis().min(50) as i32;
-        match read_ready(rd, wait_ms, &mut buf) {
-            Ready::Eof => {
-                got.take_lines(&mut buf, true);
-                status = wait_status(pid, 0);
-                break;
-            }
-            Ready::Data => got.take_lines(&mut buf, false),
-            Ready::Idle => {}
-        }
-        if let Some(st) = wait_status(pid, libc::WNOHANG) {
-            status = Some(st);
-            // Drain what the child wrote before exiting (descendants may hold the pipe open).
-            while read_ready(rd, 0, &mut buf) == Ready::Data {}
-            got.take_lines(&mut buf, true);
-            break;
-        }
-    }
-    // SAFETY: closing our read end.
-    unsafe { libc::close(rd) };
-    if timed_out {
+    let (pid, rd) = match child::spawn_raw(|wr| run_child(case, caps, opts, wr)) {
+        Ok(c) => c,
+        Err(e) => return report(Verdict::Error(e.to_string()), Vec::new()),
+    };
+    // SAFETY: setpgid on our child (also done by the child: whoever runs first wins, the result
+    // is the same).
+    unsafe { libc::setpgid(pid, pid) };
+    let mut got = Lines::default();
+    let waited = child::collect(pid, rd, Some(start + timeout), &mut got);
+    sys::close(rd);
+    if waited == Waited::TimedOut {
         // SAFETY: kill the case's whole process group, then reap the child.
         unsafe { libc::kill(-pid, libc::SIGKILL) };
         wait_status(pid, 0);
@@ -321,7 +163,10 @@ pub fn run(case: &Case, caps: &Caps, opts: &Options) -> CaseReport {
         return report(Verdict::Timeout(timeout), got.diags);
     }
     let leftovers = kill_group(pid);
-    let st = status.unwrap_or(-1);
+    let st = match waited {
+        Waited::Status(st) => st,
+        _ => -1,
+    };
     let mut diags = got.diags;
     let verdict = if libc::WIFSIGNALED(st) {
         let sig = libc::WTERMSIG(st);

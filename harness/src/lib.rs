@@ -9,20 +9,20 @@
 //! - [`fault`]: the SIGSEGV capture (`si_code`, `si_addr`, `si_pkey`, handler and saved PKRU);
 //! - [`maps`]: the one `/proc/PID/maps` and `smaps` parser;
 //! - [`mem`]: mappings of every kind (anonymous, THP, hugetlb, file, memfd, SysV shm) with safe access;
+//! - [`child`]: the one way to run code in a forked child (verdict, messages, how it ended);
 //! - [`case`], [`verdict`], [`isolate`]: the case model, verdicts and fork-per-case isolation;
-//! - [`ktap`]: the KTAP version 1 writer.
+//! - [`ktap`], [`verdict`]: the KTAP writer and verdicts, from `pkeys-common`.
 #![warn(missing_docs)]
 #![cfg(target_arch = "x86_64")]
 
 pub mod arena;
 pub mod case;
+pub mod child;
 pub mod cpu;
 pub mod fault;
 pub mod features;
-pub mod guest;
 pub mod inject;
 pub mod isolate;
-pub mod ktap;
 pub mod maps;
 pub mod mem;
 pub mod pkey;
@@ -31,7 +31,11 @@ pub mod probe;
 pub mod ptrace;
 pub mod rawthread;
 pub mod sys;
-pub mod verdict;
+
+/// The KTAP writer and the stream's literals (shared with the host side).
+pub use pkeys_common::protocol as ktap;
+/// Verdicts (shared with the host side).
+pub use pkeys_common::verdict;
 
 pub use case::{Case, Ctx, Needs, Outcome, Stop};
 pub use features::Feature;

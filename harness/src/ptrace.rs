@@ -1,4 +1,5 @@
-//! ptrace helpers: PEEKDATA/POKEDATA and the `NT_X86_XSTATE` regset.
+//! ptrace helpers: PEEKDATA/POKEDATA and the `NT_X86_XSTATE` regset. Tracees are forked with
+//! [`crate::child::spawn`].
 
 use crate::sys::Errno;
 
@@ -87,20 +88,6 @@ pub fn set_xstate(pid: i32, buf: &mut [u8]) -> Result<(), Errno> {
     .map(drop)
 }
 
-/// Fork a child that runs `f` and exits with the status it returns (for tracees).
-pub fn fork_child(f: impl FnOnce() -> i32) -> Result<i32, Errno> {
-    // SAFETY: the case process is single-threaded when it calls this.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Errno::last());
-    }
-    if pid == 0 {
-        let code = f();
-        crate::sys::exit_now(code);
-    }
-    Ok(pid)
-}
-
 /// `waitpid(pid, 0)`: the raw status.
 pub fn wait(pid: i32) -> Result<i32, Errno> {
     let mut st = 0;
@@ -109,14 +96,4 @@ pub fn wait(pid: i32) -> Result<i32, Errno> {
         return Err(Errno::last());
     }
     Ok(st)
-}
-
-/// Kill `pid` with SIGKILL and reap it.
-pub fn kill_and_reap(pid: i32) {
-    // SAFETY: kill and waitpid on our own child.
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-        let mut st = 0;
-        libc::waitpid(pid, &mut st, libc::__WALL);
-    }
 }

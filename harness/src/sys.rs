@@ -129,10 +129,7 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Whether the process runs as root (effective uid 0).
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+pub use pkeys_common::user::is_root;
 
 /// Send `sig` to the calling thread (`tgkill(getpid(), gettid(), sig)`).
 pub fn raise(sig: i32) {
@@ -222,20 +219,6 @@ pub unsafe fn mseal(addr: usize, len: usize) -> Result<(), Errno> {
     crate::features::touch(crate::features::Feature::Mseal);
     // SAFETY: the caller upholds the contract above.
     ret(unsafe { libc::syscall(SYS_MSEAL, addr, len, 0usize) }).map(drop)
-}
-
-/// Fork; the child runs `f` and `_exit`s with its result; the parent gets the child's pid.
-pub fn fork_run(f: impl FnOnce() -> i32) -> Result<i32, Errno> {
-    // SAFETY: the case process is single-threaded when it calls this.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Errno::last());
-    }
-    if pid == 0 {
-        let code = f();
-        exit_now(code);
-    }
-    Ok(pid)
 }
 
 /// Environment variable that makes the suite binary print its PKRU at start and exit (used by
@@ -444,23 +427,6 @@ pub fn core_limit_unlimited() -> Result<(), Errno> {
         libc::RLIM_INFINITY,
         libc::RLIM_INFINITY,
     )
-}
-
-/// Make the process `cmd` starts receive SIGKILL when its parent dies (`PR_SET_PDEATHSIG`), so a
-/// child such as qemu never outlives the runner, even one killed with SIGKILL.
-pub fn die_with_parent(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only makes the prctl system
-    // call (async-signal-safe); it touches no locks or allocations.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
 }
 
 /// Probe for [`crate::features`]: `socket(AF_UNIX, SOCK_STREAM)`, closed at once.

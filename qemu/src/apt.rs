@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 
 use crate::debver;
+use pkeys_common::glob::glob_match;
 
 /// The keyring that signs every Debian suite (also sid and experimental).
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -211,21 +212,6 @@ pub struct Candidate {
     pub suite: String,
 }
 
-/// Glob match over a whole string: `*` any run of characters, `?` one character.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn rec(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('*', rest)) => (0..=t.len()).any(|i| rec(rest, &t[i..])),
-            Some(('?', rest)) => !t.is_empty() && rec(rest, &t[1..]),
-            Some((c, rest)) => t.first() == Some(c) && rec(rest, &t[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    rec(&p, &t)
-}
-
 /// The POSIX extended regex `apt-cache search` gets for a glob.
 pub fn glob_to_regex(pattern: &str) -> String {
     let mut re = String::from("^");
@@ -273,12 +259,6 @@ pub fn newest<'a>(
         .iter()
         .filter(|c| suites.contains(&c.suite) && glob_match(glob, &c.name))
         .max_by(|a, b| debver::compare(&a.version, &b.version).then_with(|| a.name.cmp(&b.name)))
-}
-
-/// Whether this process runs as root (the owner of `/proc/self` is the effective uid).
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// The private apt state under `<cache>/apt/`.
@@ -382,7 +362,7 @@ impl PrivateApt {
                 "Acquire::IndexTargets::deb::{target}::DefaultEnabled=false"
             ));
         }
-        if is_root() {
+        if pkeys_common::user::is_root() {
             opts.push("APT::Sandbox::User=root".to_owned());
         }
         opts.into_iter()

@@ -36,7 +36,7 @@ pub const CONSOLE_TAIL: usize = 30;
 /// How often the files are polled.
 const TICK: Duration = Duration::from_millis(50);
 /// The prefix of the init's end marker on the result stream.
-pub const END_MARKER: &str = "# pkeys-init: suite ";
+pub use pkeys_common::protocol::END_MARKER;
 
 /// One guest to run.
 #[derive(Debug, Clone)]

@@ -9,7 +9,8 @@
 //! - [`qemu`] builds the qemu command line and [`guest`] boots one guest, watches its console
 //!   and result UART, and turns what it saw into a [`pkeys_report::GuestRun`];
 //! - [`matrix`] runs many guests concurrently and hands the results to `pkeys_report`;
-//! - [`cleanup`] makes sure no qemu outlives the command (SIGINT/SIGTERM included);
+//! - [`cleanup`] makes sure no qemu outlives the command (SIGINT/SIGTERM included), and
+//!   [`pdeathsig`] that none outlives it killed with SIGKILL (the crate's one `unsafe` block);
 //! - [`kbuild`] builds a kernel under test from a source tree (patch validation).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
@@ -30,5 +31,6 @@ pub mod live;
 pub mod matrix;
 pub mod outdir;
 pub mod paths;
+pub mod pdeathsig;
 pub mod qemu;
 pub mod suite;

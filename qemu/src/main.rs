@@ -289,7 +289,7 @@ fn cmd_run(a: RunArgs) -> Result<u8> {
         memory: a.memory.clone(),
         smp: a.smp,
         timeout: Duration::from_secs(a.timeout)
-            + pkeys_harness::case::explore_budget(&a.suite_args).unwrap_or_default(),
+            + pkeys_common::suite_args::explore_budget(&a.suite_args).unwrap_or_default(),
         boot_timeout: Duration::from_secs(a.boot_timeout),
     };
     eprintln!(

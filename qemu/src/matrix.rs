@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use pkeys_report::{Expectations, GuestRun, KernelInfo, Results, RunStatus};
 
-use crate::apt::glob_match;
 use crate::config::{Config, GuestPlan};
 use crate::guest::{self, Env, Event, GuestSpec};
 use crate::kernel::{ResolvedKernel, Resolver};
+use pkeys_common::glob::glob_match;
 
 /// Parses `K/N` (1 ≤ K ≤ N).
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
@@ -294,7 +294,7 @@ pub fn run(opts: &MatrixOptions) -> Result<Results> {
                                 smp: plan.smp,
                                 // --explore-time: the explorer's soak adds to the limit.
                                 timeout: Duration::from_secs(plan.timeout)
-                                    + pkeys_harness::case::explore_budget(&plan.args)
+                                    + pkeys_common::suite_args::explore_budget(&plan.args)
                                         .unwrap_or_default(),
                                 boot_timeout: Duration::from_secs(plan.boot_timeout),
                             };

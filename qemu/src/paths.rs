@@ -38,29 +38,8 @@ pub fn default_expectations() -> PathBuf {
     workspace_root().join("ci/expectations.toml")
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-/// A crash or interruption leaves either the old file or the new one, never a partial one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Copies `from` to `to` atomically (see [`write_atomic`]).
-pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
-    let dir = to.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    std::fs::copy(from, tmp.path())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(to).map_err(|e| e.error)?;
-    Ok(())
-}
+/// Atomic writes and copies (a crash leaves the old file or the new one, never half of one).
+pub use pkeys_common::fsutil::{copy_atomic, write_atomic};
 
 /// The entry of `dir` that `pick(file name, path)` accepts and whose name sorts last (the newest
 /// version of a cached kernel image or source tree), if any.

@@ -196,7 +196,7 @@ pub fn spawn(qemu: &Path, args: &QemuArgs, stderr_log: &Path) -> Result<Running>
         .stdout(Stdio::null())
         .stderr(stderr)
         .process_group(0);
-    pkeys_harness::sys::die_with_parent(&mut cmd);
+    crate::pdeathsig::die_with_parent(&mut cmd);
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", qemu.display()))?;

@@ -4,15 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use pkeys_common::elf::{self, Elf64};
 
 /// The target the static suite is built for. Naming it explicitly keeps `+crt-static` away from
 /// proc-macros and build scripts (they are built for the host without `--target` flags).
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The environment variable that carries the static-linking flag to the target only.
 pub const RUSTFLAGS_ENV: &str = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS";
-
-/// ELF program header type of the interpreter request (`PT_INTERP`).
-const PT_INTERP: u32 = 3;
 
 /// What an ELF file's program headers say about linking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,33 +21,19 @@ pub enum Linkage {
     Dynamic,
 }
 
-/// Reads the ELF64 little-endian program headers of `bytes` and tells whether a `PT_INTERP`
+/// Reads an x86-64 ELF64 little-endian file's program headers and tells whether a `PT_INTERP`
 /// is present.
 pub fn elf_linkage(bytes: &[u8]) -> Result<Linkage> {
-    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" {
-        bail!("not an ELF file");
-    }
-    if bytes[4] != 2 || bytes[5] != 1 {
-        bail!("not a 64-bit little-endian ELF file");
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
-    let machine = u16_at(18);
-    if machine != 62 {
+    let elf = Elf64::parse(bytes)?;
+    let machine = elf.machine();
+    if machine != elf::EM_X86_64 {
         bail!("not an x86-64 ELF file (e_machine {machine})");
     }
-    let phoff = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes")) as usize;
-    let phentsize = usize::from(u16_at(54));
-    let phnum = usize::from(u16_at(56));
-    for i in 0..phnum {
-        let off = phoff + i * phentsize;
-        let Some(ph) = bytes.get(off..off + 4) else {
-            bail!("truncated ELF program headers");
-        };
-        if u32::from_le_bytes(ph.try_into().expect("4 bytes")) == PT_INTERP {
-            return Ok(Linkage::Dynamic);
-        }
-    }
-    Ok(Linkage::Static)
+    Ok(if elf.has_interp()? {
+        Linkage::Dynamic
+    } else {
+        Linkage::Static
+    })
 }
 
 /// Checks that `path` is a static x86-64 executable fit to be `/init`.
@@ -118,7 +102,7 @@ mod tests {
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
         b[56..58].copy_from_slice(&2u16.to_le_bytes());
         b[64..68].copy_from_slice(&6u32.to_le_bytes()); // PT_PHDR
-        let t: u32 = if with_interp { PT_INTERP } else { 1 };
+        let t: u32 = if with_interp { elf::PT_INTERP } else { 1 };
         b[120..124].copy_from_slice(&t.to_le_bytes());
         b
     }

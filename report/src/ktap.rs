@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::console::{clean_line, strip_timestamp};
 use crate::model::{CaseResult, Verdict};
+use pkeys_common::protocol::{self, DONE, INIT, SUITE, VERSION_LINE};
 
 /// What [`parse`] recovered from a result stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,15 +46,15 @@ pub fn parse(text: &str) -> ParsedStream {
         if line.is_empty() {
             continue;
         }
-        if line.contains("KTAP version 1") {
+        if line.contains(VERSION_LINE) {
             out.started = true;
         } else if let Some(rest) = line.strip_prefix('#') {
             let body = rest.trim_start();
-            if let Some(header) = body.strip_prefix("pkeys-suite ") {
+            if let Some(header) = body.strip_prefix(SUITE).and_then(|r| r.strip_prefix(' ')) {
                 out.meta.extend(parse_key_values(header));
-            } else if body.starts_with("pkeys-suite: done") {
+            } else if body.starts_with(DONE) {
                 out.done = true;
-            } else if let Some(rest) = body.strip_prefix("pkeys-init:") {
+            } else if let Some(rest) = body.strip_prefix(INIT) {
                 if let Some(code) = rest.trim().strip_prefix("suite exit=") {
                     out.init_exit = Some(code.trim().to_owned());
                 }
@@ -226,9 +227,9 @@ pub fn parse_console_tail(text: &str, n: usize) -> Vec<String> {
 /// Writes results back as a KTAP version 1 stream (used for the merged KTAP file).
 pub fn write_stream(out: &mut String, meta: &BTreeMap<String, String>, cases: &[CaseResult]) {
     use std::fmt::Write;
-    out.push_str("KTAP version 1\n");
+    let _ = writeln!(out, "{VERSION_LINE}");
     if !meta.is_empty() {
-        out.push_str("# pkeys-suite");
+        let _ = write!(out, "# {SUITE}");
         for (k, v) in meta {
             if v.is_empty() || v.contains(char::is_whitespace) || v.contains('"') {
                 let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
@@ -245,13 +246,8 @@ pub fn write_stream(out: &mut String, meta: &BTreeMap<String, String>, cases: &[
             let _ = writeln!(out, "# {}", one_line(d));
         }
         if let Some(us) = case.duration_us {
-            let _ = writeln!(
-                out,
-                "# {}: duration={}.{:06}s",
-                case.id,
-                us / 1_000_000,
-                us % 1_000_000
-            );
+            let d = std::time::Duration::from_micros(us);
+            let _ = writeln!(out, "{}", protocol::duration_line(&case.id, d));
         }
         if let Some(exp) = &case.expectation {
             let _ = writeln!(
@@ -276,26 +272,12 @@ pub fn write_stream(out: &mut String, meta: &BTreeMap<String, String>, cases: &[
             Verdict::Timeout => (false, Some("TIMEOUT")),
             Verdict::Error => (false, Some("ERROR")),
         };
-        let _ = write!(
-            out,
-            "{}ok {} {}",
-            if ok { "" } else { "not " },
-            i + 1,
-            case.id
-        );
-        if let Some(d) = directive {
-            let _ = write!(out, " # {d}");
-            if let Some(r) = &case.reason {
-                let _ = write!(out, " {}", one_line(r));
-            }
-        }
-        out.push('\n');
+        let line = protocol::result_line(i + 1, &case.id, ok, directive, case.reason.as_deref());
+        let _ = writeln!(out, "{line}");
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
-}
+use protocol::one_line;
 
 #[cfg(test)]
 mod tests {

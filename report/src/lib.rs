@@ -15,8 +15,8 @@ pub mod console;
 pub mod digest;
 pub mod error;
 pub mod expectations;
-mod fsutil;
-pub mod glob;
+/// Glob matching for case ids, CPU models and command lines (shared with `pkeys-qemu`).
+pub use pkeys_common::glob;
 pub mod headline;
 pub mod kernel_version;
 pub mod ktap;

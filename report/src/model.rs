@@ -424,7 +424,8 @@ impl Results {
             path: path.to_owned(),
             error,
         })?;
-        crate::fsutil::write_atomic(path, format!("{json}\n").as_bytes())
+        pkeys_common::fsutil::write_atomic(path, format!("{json}\n").as_bytes())
+            .map_err(crate::error::io_err(path))
     }
 
     /// Whether any run has a FAIL, XPASS, TIMEOUT or ERROR (after classification).

@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 /// Entry point shared by the binary and the `cargo test` target.
 pub fn main_entry() -> ExitCode {
-    pkeys_harness::guest::init::run_if_pid1();
+    pkeys_guest::init::run_if_pid1();
     pkeys_harness::sys::print_pkru_if_requested();
     let argv: Vec<String> = std::env::args().collect();
-    if let Some(code) = pkeys_harness::guest::bench::overhead_mode(&argv) {
+    if let Some(code) = pkeys_guest::bench::overhead_mode(&argv) {
         return code;
     }
     let (extra, rest) = match options::split(&argv) {
@@ -167,7 +167,7 @@ fn run_ktap(
         .filter(|(c, _)| selected(args, &c.id))
         .collect();
     let header = format!(
-        "pkeys-suite version={} kernel={} cpu=\"{}\" {} seed={} iterations={}{}",
+        "version={} kernel={} cpu=\"{}\" {} seed={} iterations={}{}",
         env!("CARGO_PKG_VERSION"),
         kernel_release(),
         cpu::model_name(),

@@ -67,7 +67,7 @@ pub fn split(argv: &[String]) -> Result<(Extra, Vec<String>), String> {
             "--explore-time" => {
                 let v = value(&mut it, "--explore-time")?;
                 extra.explore_time =
-                    Some(pkeys_harness::case::parse_duration(v).ok_or_else(|| {
+                    Some(pkeys_common::suite_args::parse_duration(v).ok_or_else(|| {
                         format!("--explore-time {v}: not a duration (e.g. 90s, 10m, 2h)")
                     })?);
             }

@@ -3,6 +3,7 @@
 //! the process still leaves every earlier observation behind.
 
 use pkeys_harness::arena::{Arena, Backing, ProbeFault};
+use pkeys_harness::child::{self, ChildResult, Ended, Handlers};
 use pkeys_harness::sys::{self, Errno};
 use pkeys_harness::{Ctx, Pkey, pkru};
 use pkeys_model::obs::Segv;
@@ -41,15 +42,15 @@ fn key(k: &Key) -> i32 {
     }
 }
 
-fn wait(pid: i32) -> i32 {
-    match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
-        Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
-        Ok(other) => {
-            eprintln!("explore: child {pid}: {other:?}");
+/// The child's exit status, 128 + the signal that killed it, or -1.
+fn ended(r: &ChildResult) -> i32 {
+    match r.ended {
+        Ended::Exited(code) => code,
+        Ended::Killed { signo, .. } => 128 + signo,
+        Ended::Stopped(_) => {
+            eprintln!("explore: child {}: {}", r.pid, r.ended);
             -1
         }
-        Err(e) => -(e as i32),
     }
 }
 
@@ -151,12 +152,14 @@ fn run_step(ctx: &mut Ctx, arena: &Arena, step: &Step) {
             Ok(s) => Outcome::Smaps(s),
             Err(e) => Outcome::NotRun(e),
         },
-        Op::Fork { .. } => match sys::fork_run(|| {
+        // The child reports its steps through the case's own pipe (`ctx`) and probes faults with
+        // the arena's handlers, which it keeps.
+        Op::Fork { .. } => match child::in_child_with(Handlers::Inherited, |_| {
             run_steps(ctx, arena, &step.sub);
-            0
+            Ok(())
         }) {
-            Ok(pid) => Outcome::Ended(wait(pid)),
-            Err(e) => Outcome::NotRun(format!("fork: {e}")),
+            Ok(r) => Outcome::Ended(ended(&r)),
+            Err(e) => Outcome::NotRun(e.to_string()),
         },
         Op::Thread { .. } => {
             let r =

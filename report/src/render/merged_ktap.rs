@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::ktap::write_stream;
 use crate::model::Results;
+use pkeys_common::protocol::{VERSION_LINE, result_line};
 
 /// Renders the merged KTAP: a top-level plan over the runs; each run's cases as a nested
 /// (4-space indented) KTAP stream followed by `ok N <run>` (or `not ok` when the run has a
@@ -11,7 +12,7 @@ use crate::model::Results;
 /// kernel's `kunit.py parse` requires: `KTAP version 1`, then `# Subtest: <run>`, both
 /// indented, then the header and plan.
 pub fn merged_ktap(results: &Results) -> String {
-    let mut out = String::from("KTAP version 1\n");
+    let mut out = format!("{VERSION_LINE}\n");
     let _ = writeln!(out, "1..{}", results.runs.len());
     for (i, run) in results.runs.iter().enumerate() {
         let mut meta = run.meta.clone();
@@ -33,13 +34,8 @@ pub fn merged_ktap(results: &Results) -> String {
         for line in lines {
             let _ = writeln!(out, "    {line}");
         }
-        let _ = writeln!(
-            out,
-            "{}ok {} {}",
-            if run.has_problems() { "not " } else { "" },
-            i + 1,
-            run.name
-        );
+        let line = result_line(i + 1, &run.name, !run.has_problems(), None, None);
+        let _ = writeln!(out, "{line}");
     }
     out
 }

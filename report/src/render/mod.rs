@@ -13,8 +13,8 @@ pub use markdown::markdown;
 pub use merged_ktap::merged_ktap;
 
 use crate::error::{Result, io_err};
-use crate::fsutil::write_atomic;
 use crate::model::{AppliedExpectation, GuestRun, Results, RunStatus, Verdict};
+use pkeys_common::fsutil::write_atomic;
 
 /// File names [`write_all`] writes into its directory.
 pub mod files {
@@ -46,7 +46,7 @@ pub fn write_all(results: &Results, dir: impl AsRef<Path>) -> Result<Vec<PathBuf
         (files::MERGED_KTAP, merged_ktap(results)),
     ] {
         let path = dir.join(name);
-        write_atomic(&path, content.as_bytes())?;
+        write_atomic(&path, content.as_bytes()).map_err(io_err(&path))?;
         written.push(path);
     }
     Ok(written)

@@ -2,7 +2,7 @@
 //!
 //! - [`overhead_mode`]: the hidden `pkeys-suite --bench-overhead N` mode, which measures the
 //!   fork-per-case isolation natively: `N` runs of an empty case through
-//!   [`crate::isolate::run`], next to `N` bare `fork` + `_exit` + `waitpid` rounds, and
+//!   [`pkeys_harness::isolate::run`], next to `N` bare `fork` + `_exit` + `waitpid` rounds, and
 //!   prints one JSON line.
 //! - [`run_guest_bench`]: called by the guest init after the suite when the initramfs holds
 //!   `/pkeys/bench`; it runs the listed programs (the kernel's C selftests) one after the other,
@@ -10,21 +10,20 @@
 //!   `protection_keys` forks in its exhaustion test and lets its parent exit early), with its
 //!   output on the result UART between `# pkeys-bench:` marker lines.
 
-use std::ffi::CString;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::isolate::{self, Options};
-use crate::probe::Caps;
-use crate::{Case, Needs, Verdict};
+use pkeys_harness::isolate::{self, Options};
+use pkeys_harness::probe::Caps;
+use pkeys_harness::{Case, Needs, Verdict};
 
 /// The hidden option.
 const OVERHEAD_FLAG: &str = "--bench-overhead";
 /// The list of programs the guest init runs after the suite.
 const BENCH_FILE: &str = "/pkeys/bench";
 /// The prefix of every marker line the bench hook writes.
-pub const MARKER: &str = "# pkeys-bench: ";
+pub const MARKER: &str = pkeys_common::protocol::BENCH_MARKER;
 
 /// `pkeys-suite --bench-overhead N`: returns `Some(exit code)` when the flag is present.
 pub fn overhead_mode(argv: &[String]) -> Option<ExitCode> {
@@ -206,32 +205,14 @@ pub fn run_guest_bench(tty: libc::c_int, suite_ns: u64) {
     for p in programs {
         let _ = writeln!(out, "{MARKER}begin {}", p.name);
         let _ = out.flush();
-        let argv: Vec<CString> = p
-            .argv
-            .iter()
-            .filter_map(|a| CString::new(a.as_str()).ok())
-            .collect();
-        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        let env = [c"PATH=/bench:/".as_ptr(), std::ptr::null()];
         let start = now_ns();
-        // SAFETY: PID 1 is single-threaded; the child only calls async-signal-safe functions
-        // (setsid, dup2, execve, _exit) on data prepared before the fork.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            // SAFETY: see above.
-            unsafe {
-                libc::setsid();
-                libc::dup2(tty, 1);
-                libc::dup2(tty, 2);
-                libc::execve(argv_ptrs[0], argv_ptrs.as_ptr(), env.as_ptr());
-                libc::_exit(127);
+        let pid = match start_program(&p, tty) {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = writeln!(out, "{MARKER}error cannot start {}: {e}", p.name);
+                continue;
             }
-        }
-        if pid < 0 {
-            let _ = writeln!(out, "{MARKER}error fork failed");
-            continue;
-        }
+        };
         // SAFETY: alarm has no memory-safety preconditions.
         unsafe { libc::alarm(p.timeout_s) };
         let (reaped, status, others_failed, timed_out) = reap_all(pid);
@@ -247,6 +228,27 @@ pub fn run_guest_bench(tty: libc::c_int, suite_ns: u64) {
         );
         let _ = out.flush();
     }
+}
+
+/// Starts one program in its own process group with stdout and stderr on the result tty and
+/// `PATH=/bench:/` as its whole environment; returns its pid (reaped by [`reap_all`]).
+fn start_program(p: &Program, tty: libc::c_int) -> std::io::Result<libc::pid_t> {
+    use std::os::unix::process::CommandExt;
+    let tty_file = || crate::init::reopen(tty);
+    let (program, args) = p
+        .argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("no program"))?;
+    let child = std::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/bench:/")
+        .stdout(tty_file()?)
+        .stderr(tty_file()?)
+        .process_group(0)
+        .spawn()?;
+    // Not waited for through `Child`: reap_all collects it with every orphan.
+    Ok(child.id() as libc::pid_t)
 }
 
 /// A `Write` over the raw tty fd (not closed on drop).

@@ -44,6 +44,20 @@ impl Verdict {
         )
     }
 
+    /// Whether the KTAP result line says `ok` (PASS, SKIP, XFAIL) rather than `not ok`.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::Skip(_) | Verdict::XFail(_))
+    }
+
+    /// The KTAP directive after `#` on the result line, if any (`SKIP`, `XFAIL`, ...; a FAIL's
+    /// message goes on a diagnostic line instead).
+    pub fn directive(&self) -> Option<&'static str> {
+        match self {
+            Verdict::Pass | Verdict::Fail(_) => None,
+            other => Some(other.name()),
+        }
+    }
+
     /// The message or reason, if any.
     pub fn message(&self) -> Option<String> {
         match self {

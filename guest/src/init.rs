@@ -6,19 +6,24 @@
 //! end marker and powers the machine off.
 //!
 //! PID 1 must never return or panic (the kernel panics when init exits), so every error is printed
-//! on the console and followed by a power-off. Only `libc` is used: the process is single-threaded
+//! on the console and followed by a power-off. System calls go through `libc` (the suite is started
+//! with `std::process::Command`): the process is single-threaded
 //! and every call is a plain system call.
 
-use std::ffi::{CStr, CString};
+use pkeys_common::protocol;
+use std::ffi::{CStr, OsString};
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 /// The serial line the KTAP stream goes to (qemu's second `-serial`).
 const RESULT_TTY: &CStr = c"/dev/ttyS1";
 /// Extra suite arguments, one per line, put into the initramfs by the runner.
 const ARGS_FILE: &str = "/pkeys/args";
 /// The path of this very binary inside the initramfs.
-const SELF_PATH: &CStr = c"/init";
+const SELF_PATH: &str = "/init";
 /// Huge pages to reserve for the hugetlb cases.
 const HUGEPAGES: &str = "16";
 
@@ -150,7 +155,7 @@ fn mount_all() -> Result<(), String> {
     }
     // Failure is fine: the hugetlb cases SKIP with the reason. 2 MiB pages by name, since the
     // default huge page size (what vm.nr_hugepages counts) may be 1 GiB.
-    let _ = std::fs::write(crate::probe::NR_HUGEPAGES_2M, HUGEPAGES);
+    let _ = std::fs::write(pkeys_harness::probe::NR_HUGEPAGES_2M, HUGEPAGES);
     Ok(())
 }
 
@@ -182,7 +187,7 @@ fn open_result_tty() -> Result<libc::c_int, String> {
 }
 
 /// Reads `/pkeys/args`: one argument per line, empty lines ignored; an absent file means none.
-fn read_args() -> Result<Vec<CString>, String> {
+fn read_args() -> Result<Vec<OsString>, String> {
     let bytes = match std::fs::read(ARGS_FILE) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -191,23 +196,23 @@ fn read_args() -> Result<Vec<CString>, String> {
     bytes
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
-        .map(|line| CString::new(line).map_err(|_| format!("{ARGS_FILE}: NUL byte in argument")))
+        .map(|line| {
+            if line.contains(&0) {
+                Err(format!("{ARGS_FILE}: NUL byte in argument"))
+            } else {
+                Ok(OsString::from_vec(line.to_vec()))
+            }
+        })
         .collect()
 }
 
-/// The suite's environment: the kernel-provided one plus `PKEYS_GUEST=1`.
-fn suite_env() -> Vec<CString> {
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k.as_bytes() != b"PKEYS_GUEST")
-        .filter_map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).ok()
-        })
-        .collect();
-    env.push(c"PKEYS_GUEST=1".to_owned());
-    env
+/// A new open file of the device behind `fd` (through `/proc/self/fd`), owned by std so it can
+/// be a child's stdout. `O_NOCTTY`: PID 1 must not acquire a controlling terminal.
+pub(crate) fn reopen(fd: libc::c_int) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(format!("/proc/self/fd/{fd}"))
 }
 
 /// Writes all of `bytes` to `fd`, retrying on `EINTR` and short writes.
@@ -238,52 +243,34 @@ fn init_main() -> Result<(), String> {
     ensure_console_fds();
     mount_all()?;
     let tty = open_result_tty()?;
-    let mut argv = vec![
-        c"pkeys-suite".to_owned(),
-        c"--format".to_owned(),
-        c"ktap".to_owned(),
-    ];
-    argv.extend(read_args()?);
-    let env = suite_env();
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
-    env_ptrs.push(std::ptr::null());
-
+    let args = read_args()?;
     console("pkeys-init: starting suite");
-    let suite_start = super::bench::now_ns();
-    // SAFETY: PID 1 is single-threaded here; the child only calls async-signal-safe functions
-    // (dup2, execve, write, _exit) on data prepared before the fork.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return Err(last_os_error("fork"));
-    }
-    if child == 0 {
-        // SAFETY: in the forked child: dup2/execve/_exit with valid fds and NULL-terminated
-        // argv/envp arrays whose strings outlive the call; nothing here allocates.
-        unsafe {
-            if libc::dup2(tty, 1) < 0 {
-                libc::_exit(126);
-            }
-            libc::execve(SELF_PATH.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
-            let msg = b"pkeys-init: error: execve /init failed\n";
-            libc::write(2, msg.as_ptr().cast(), msg.len());
-            libc::_exit(127);
-        }
-    }
+    let suite_start = crate::bench::now_ns();
+    // This very binary again, as an ordinary process: argv[0] `pkeys-suite`, the kernel-provided
+    // environment plus PKEYS_GUEST=1, stdout on the result tty, stderr on the console.
+    let child = Command::new(SELF_PATH)
+        .arg0("pkeys-suite")
+        .args(["--format", "ktap"])
+        .args(args)
+        .env("PKEYS_GUEST", "1")
+        .stdout(reopen(tty).map_err(|e| format!("reopen the result tty: {e}"))?)
+        .spawn()
+        .map_err(|e| format!("cannot start the suite ({SELF_PATH}): {e}"))?;
+    // Not waited for through `Child`: reap_until collects it with every orphan.
+    let child = child.id() as libc::pid_t;
 
     let end = reap_until(child)?;
-    let suite_ns = super::bench::now_ns() - suite_start;
+    let suite_ns = crate::bench::now_ns() - suite_start;
     let line = match end {
-        SuiteEnd::Exit(code) => format!("\n# pkeys-init: suite exit={code}\n"),
-        SuiteEnd::Signal(sig) => format!("\n# pkeys-init: suite signal={sig}\n"),
+        SuiteEnd::Exit(code) => format!("\n{}\n", protocol::end_marker_exit(code)),
+        SuiteEnd::Signal(sig) => format!("\n{}\n", protocol::end_marker_signal(sig)),
     };
     console(line.trim());
     // Orphans of the suite must not keep writing after the end marker.
     // SAFETY: kill(-1) as PID 1 signals every other process; nothing of ours is harmed.
     unsafe { libc::kill(-1, libc::SIGKILL) };
     // Benchmarks only (`pkeys-qemu bench`): the programs of /pkeys/bench, when present.
-    super::bench::run_guest_bench(tty, suite_ns);
+    crate::bench::run_guest_bench(tty, suite_ns);
     write_all(tty, line.as_bytes())?;
     // SAFETY: tty is an open tty; tcdrain waits until the UART has sent everything, fsync
     // flushes whatever the driver still buffers.
