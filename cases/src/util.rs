@@ -4,7 +4,7 @@ use pkeys_harness::child::{self, ChildCtx, ChildResult, ForkError};
 use pkeys_harness::fault::{Capture, Fault};
 use pkeys_harness::mem::MapError;
 use pkeys_harness::sys::{Errno, SEGV_PKUERR};
-use pkeys_harness::{Ctx, Outcome, Pkey, Stop, maps};
+use pkeys_harness::{Ctx, Outcome, Pkey, Rights, Stop, maps};
 
 /// Turn a harness error into a failed case.
 pub fn sysfail<T>(what: &str, r: Result<T, Errno>) -> Result<T, Stop> {
@@ -183,7 +183,8 @@ impl Rng {
 /// 1-15 is used across seeds and iterations (upstream's point: bugs that touch only the high keys,
 /// PTE bit 3 or PKRU bits 18-31, would otherwise pass unseen). The choice depends on `--seed`, the
 /// iteration, the case id and `salt`, and is printed so a failing run can be reproduced.
-pub fn alloc_random_key(ctx: &mut Ctx, rights: u32, salt: u64) -> Result<i32, Stop> {
+pub fn alloc_random_key(ctx: &mut Ctx, rights: impl Into<Rights>, salt: u64) -> Result<i32, Stop> {
+    let rights = rights.into();
     use pkeys_harness::pkru;
     let mut rng = Rng::new(ctx, salt);
     let before = pkru::read();
@@ -232,7 +233,10 @@ pub fn free_all(keys: Vec<Pkey>) -> Result<(), Stop> {
 /// `pkey_alloc(0, rights)` that then checks PKRU the way upstream compares it with its shadow
 /// after every allocation: the new key's two bits hold exactly `rights` and no other key's bits
 /// changed. `Ok(Err(errno))` when the allocation itself failed (ENOSPC once every key is taken).
-pub fn alloc_checked(rights: u32) -> Result<Result<i32, pkeys_harness::sys::Errno>, Stop> {
+pub fn alloc_checked(
+    rights: impl Into<Rights>,
+) -> Result<Result<i32, pkeys_harness::sys::Errno>, Stop> {
+    let rights = rights.into();
     use pkeys_harness::pkru;
     let before = pkru::read();
     // Kept allocated: the caller owns the number (and a failed check leaves it allocated).
@@ -243,7 +247,7 @@ pub fn alloc_checked(rights: u32) -> Result<Result<i32, pkeys_harness::sys::Errn
     if (1..16).contains(&key) {
         pkeys_harness::check_pkru!(
             pkru::rdpkru(),
-            pkru::with_rights(before, key, rights),
+            pkru::with_rights(before, key, rights.bits()),
             "PKRU after pkey_alloc(0, {rights}) returned key {key}"
         );
     }
@@ -292,7 +296,7 @@ pub fn spawn_thread<T: Send + 'static>(
 pub fn keyed_region(
     ctx: &mut Ctx,
     kind: pkeys_harness::mem::Kind,
-    rights: u32,
+    rights: impl Into<Rights>,
 ) -> Result<(pkeys_harness::mem::Region, i32), Stop> {
     let r = mapped(pkeys_harness::mem::Region::rw(kind))?;
     let key = alloc_random_key(ctx, rights, 0x6b65_7965)?;
