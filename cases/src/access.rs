@@ -14,7 +14,7 @@ use crate::util::{expect_one_pkey_fault, init_pkru, mapped, sysfail};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD, SEGV_PKUERR};
-use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq, check_pkru, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Pkey, Stop, check_eq, check_pkru, pkru};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Op {
@@ -76,11 +76,10 @@ fn free_keys() -> Result<Vec<i32>, Stop> {
     while let Ok(k) = pkru::alloc(0, 0) {
         free.push(k);
     }
-    for &k in &free {
-        sysfail("pkey_free", pkeys_harness::sys::pkey_free(k))?;
-    }
+    let numbers = free.iter().map(Pkey::as_raw).collect();
+    crate::util::free_all(free)?;
     pkru::write(saved);
-    Ok(free)
+    Ok(numbers)
 }
 
 /// Upstream's round mode: `protection_keys.c` runs its tests 22 times in one process with a
@@ -112,7 +111,7 @@ fn rounds_in_one_process(ctx: &mut Ctx) -> Outcome {
         pkeys_harness::sys::page_size(),
         libc::PROT_READ | libc::PROT_WRITE,
     )
-    .map_err(Stop::Fail)?;
+    .map_err(crate::util::map_failed)?;
     code.write_ret_stub();
     sysfail("mprotect(PROT_EXEC)", code.mprotect(libc::PROT_EXEC))?;
     let base_iteration = ctx.iteration;

@@ -7,7 +7,7 @@
 use crate::util::sysfail;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
-use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, check_pkru, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check, check_eq, check_pkru, pkru};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
@@ -35,7 +35,7 @@ fn round_trip(ctx: &mut Ctx) -> Outcome {
     );
     for rights in [0, AD, WD, AD | WD] {
         let before = pkru::read();
-        let key = sysfail("pkey_alloc", pkru::alloc(0, rights))?;
+        let key = sysfail("pkey_alloc", pkru::alloc(0, rights))?.into_raw();
         check!(
             (1..16).contains(&key),
             "pkey_alloc(0, {rights}) returned {key}, outside 1..=15"
@@ -62,7 +62,7 @@ fn round_trip(ctx: &mut Ctx) -> Outcome {
 /// freeing them all, as many can be allocated again.
 fn exhaust(ctx: &mut Ctx, exec_only: bool) -> Outcome {
     let _code = if exec_only {
-        let r = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+        let r = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
         sysfail("mprotect(PROT_EXEC)", r.mprotect(libc::PROT_EXEC))?;
         let k = crate::util::smaps_pkey(r.addr())?;
         ctx.diag(format!("execute-only mapping carries key {k:?}"));

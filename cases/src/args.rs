@@ -42,7 +42,7 @@ pub(crate) fn alloc_flags(ctx: &mut Ctx) -> Outcome {
             "pkey_alloc(flags {flags:#x}, 0)"
         );
     }
-    let k = sysfail("pkey_alloc(0, 0)", pkru::alloc(0, 0))?;
+    let k = sysfail("pkey_alloc(0, 0)", pkru::alloc(0, 0))?.into_raw();
     check_eq!(
         k,
         1,
@@ -63,7 +63,7 @@ fn alloc_rights(_ctx: &mut Ctx) -> Outcome {
     }
     for rights in 0..4u32 {
         let before = pkru::read();
-        let k = sysfail("pkey_alloc", pkru::alloc(0, rights))?;
+        let k = sysfail("pkey_alloc", pkru::alloc(0, rights))?.into_raw();
         check_eq!(
             pkru::rights_of(pkru::rdpkru(), k),
             rights,
@@ -89,17 +89,17 @@ fn mprotect_range(ctx: &mut Ctx) -> Outcome {
         3 * page,
         libc::PROT_READ | libc::PROT_WRITE,
     ))?;
-    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?.into_raw();
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     check_eq!(
-        sys::pkey_mprotect(r.addr() + 1, page, rw, k),
+        r.pkey_mprotect_range(1, page, rw, k),
         Err(Errno::EINVAL),
         "unaligned start"
     );
-    check_eq!(sys::pkey_mprotect(r.addr(), 0, rw, k), Ok(()), "length 0");
+    check_eq!(r.pkey_mprotect_range(0, 0, rw, k), Ok(()), "length 0");
     check_eq!(smaps_pkey(r.addr())?, Some(0), "key after length 0");
     check_eq!(
-        sys::pkey_mprotect(r.addr(), 1, rw, k),
+        r.pkey_mprotect_range(0, 1, rw, k),
         Ok(()),
         "length 1 (rounded up to a page)"
     );
@@ -114,19 +114,19 @@ fn mprotect_range(ctx: &mut Ctx) -> Outcome {
         "key of the second page after length 1"
     );
     check_eq!(
-        sys::pkey_mprotect(usize::MAX & !(page - 1), 2 * page, rw, k),
+        sys::pkey_mprotect_top(2 * page, rw, k),
         Err(Errno::ENOMEM),
         "range wrapping past the end of the address space"
     );
     // A hole: unmap the middle page of our own region.
-    sysfail("munmap(middle)", sys::munmap(r.addr() + page, page))?;
+    sysfail("munmap(middle)", r.munmap_range(page, page))?;
     check_eq!(
-        sys::pkey_mprotect(r.addr(), 3 * page, rw, k),
+        r.pkey_mprotect_range(0, 3 * page, rw, k),
         Err(Errno::ENOMEM),
         "range with a hole"
     );
     check_eq!(
-        sys::pkey_mprotect(r.addr() + page, page, rw, k),
+        r.pkey_mprotect_range(page, page, rw, k),
         Err(Errno::ENOMEM),
         "unmapped range"
     );
@@ -138,7 +138,7 @@ fn mprotect_range(ctx: &mut Ctx) -> Outcome {
 /// EINVAL with a valid key, as with key -1.
 fn mprotect_prot(_ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
-    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?.into_raw();
     for prot in [
         0x10,
         0x20,

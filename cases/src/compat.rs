@@ -6,7 +6,7 @@
 use crate::util::{maps_perms, smaps_pkey};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno};
-use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check_eq};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
@@ -46,8 +46,8 @@ fn perms(prot: i32) -> String {
 /// For every protection, `pkey_mprotect(-1)` and `mprotect` succeed and leave the same
 /// permissions in /proc/self/maps, and the key stays what it was (0).
 fn same_protections(ctx: &mut Ctx) -> Outcome {
-    let a = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
-    let b = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+    let a = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
+    let b = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     for prot in [
         libc::PROT_NONE,
@@ -92,53 +92,54 @@ fn same_errors(ctx: &mut Ctx) -> Outcome {
         3 * sys::page_size(),
         libc::PROT_READ | libc::PROT_WRITE,
     )
-    .map_err(Stop::Fail)?;
+    .map_err(crate::util::map_failed)?;
     let page = sys::page_size();
     // A hole: unmap the middle page (of the region we own).
     check_eq!(
-        sys::pkey_mprotect(r.addr(), 0, libc::PROT_READ, -1),
+        r.pkey_mprotect_range(0, 0, libc::PROT_READ, -1),
         Ok(()),
         "pkey_mprotect(len 0, -1)"
     );
     check_eq!(
-        sys::mprotect(r.addr(), 0, libc::PROT_READ),
+        r.mprotect_range(0, 0, libc::PROT_READ),
         Ok(()),
         "mprotect(len 0)"
     );
-    let cases: [(&str, usize, usize, i32, Errno); 3] = [
+    // Where each call goes: an offset into the region, or the top of the address space.
+    let cases: [(&str, Option<usize>, usize, i32, Errno); 3] = [
         (
             "unaligned address",
-            r.addr() + 1,
+            Some(1),
             page,
             libc::PROT_READ,
             Errno::EINVAL,
         ),
         (
             "unknown prot bit 0x10",
-            r.addr(),
+            Some(0),
             page,
             libc::PROT_READ | 0x10,
             Errno::EINVAL,
         ),
         (
             "range past the end of the address space",
-            usize::MAX & !(page - 1),
+            None,
             page,
             libc::PROT_READ,
             Errno::ENOMEM,
         ),
     ];
-    for (what, addr, len, prot, errno) in cases {
-        check_eq!(
-            sys::pkey_mprotect(addr, len, prot, -1),
-            Err(errno),
-            "pkey_mprotect(-1) with {what}"
-        );
-        check_eq!(
-            sys::mprotect(addr, len, prot),
-            Err(errno),
-            "mprotect with {what}"
-        );
+    for (what, off, len, prot, errno) in cases {
+        let keyed = match off {
+            Some(off) => r.pkey_mprotect_range(off, len, prot, -1),
+            None => sys::pkey_mprotect_top(len, prot, -1),
+        };
+        check_eq!(keyed, Err(errno), "pkey_mprotect(-1) with {what}");
+        let plain = match off {
+            Some(off) => r.mprotect_range(off, len, prot),
+            None => sys::mprotect_top(len, prot),
+        };
+        check_eq!(plain, Err(errno), "mprotect with {what}");
     }
     ctx.diag("len 0, unaligned, bad prot, unmapped: same results");
     Ok(())

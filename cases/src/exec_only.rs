@@ -41,8 +41,8 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn code_region(kind: Kind) -> Result<Region, Stop> {
-    let r =
-        Region::map(kind, page_size(), libc::PROT_READ | libc::PROT_WRITE).map_err(Stop::Fail)?;
+    let r = Region::map(kind, page_size(), libc::PROT_READ | libc::PROT_WRITE)
+        .map_err(crate::util::map_failed)?;
     r.write_ret_stub();
     Ok(r)
 }
@@ -59,10 +59,7 @@ fn execute_ad(ctx: &mut Ctx, kind: Kind) -> Outcome {
     )?;
     pkru::set_rights(key, AD);
     if kind == Kind::Memfd {
-        sysfail(
-            "madvise(MADV_DONTNEED)",
-            pkeys_harness::sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED),
-        )?;
+        sysfail("madvise(MADV_DONTNEED)", r.madvise(libc::MADV_DONTNEED))?;
     }
     let cap = fault::capture(Fix::AllowKey, || r.call());
     check_eq!(
@@ -104,10 +101,7 @@ fn implicit_exec_only(ctx: &mut Ctx, kind: Kind) -> Outcome {
     let r = code_region(kind)?;
     sysfail("mprotect(PROT_EXEC)", r.mprotect(libc::PROT_EXEC))?;
     if kind == Kind::Memfd {
-        sysfail(
-            "madvise(MADV_DONTNEED)",
-            pkeys_harness::sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED),
-        )?;
+        sysfail("madvise(MADV_DONTNEED)", r.madvise(libc::MADV_DONTNEED))?;
     }
     let now = pkru::read();
     let key = match smaps_pkey(r.addr())? {

@@ -77,7 +77,7 @@ fn read_into(ctx: &mut Ctx, kind: Kind, rights: u32, n: usize) -> Outcome {
     let (r, key) = protected(ctx, kind, rights)?;
     let (rd, wr) = pipe_with(n)?;
     let mut ret = Ok(0);
-    let cap = fault::capture(Fix::AllowKey, || ret = sys::read_into(rd, r.ptr(0), n));
+    let cap = fault::capture(Fix::AllowKey, || ret = sys::read_into(rd, r.buf(0, n)));
     ctx.diag(format!(
         "key {key} rights {rights}: read(pipe, buf, {n}) = {ret:?}"
     ));

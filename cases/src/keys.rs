@@ -92,7 +92,7 @@ fn pkey0(ctx: &mut Ctx, kind: Kind) -> Outcome {
 /// `pkey_mprotect` with EINVAL.
 fn non_allocated(_ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
-    let mine = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let mine = sysfail("pkey_alloc", pkru::alloc(0, 0))?.into_raw();
     for k in (1..sys::NR_PKEYS).filter(|&k| k != mine) {
         check_eq!(
             sys::pkey_free(k),
@@ -163,7 +163,7 @@ fn never_zero(_ctx: &mut Ctx) -> Outcome {
 
 /// The second `pkey_free` of a key fails with EINVAL.
 pub(crate) fn double_free(ctx: &mut Ctx) -> Outcome {
-    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?.into_raw();
     check_eq!(sys::pkey_free(k), Ok(()), "first pkey_free({k})");
     let want = if ctx.wrong {
         Errno::ENOENT
@@ -179,7 +179,7 @@ pub(crate) fn double_free(ctx: &mut Ctx) -> Outcome {
 /// this records what the kernel does).
 fn freed_key_reused(ctx: &mut Ctx) -> Outcome {
     let r = mapped(Region::rw(Kind::Anon))?;
-    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?;
+    let k = sysfail("pkey_alloc", pkru::alloc(0, 0))?.into_raw();
     sysfail(
         "pkey_mprotect",
         r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, k),
@@ -194,7 +194,7 @@ fn freed_key_reused(ctx: &mut Ctx) -> Outcome {
         Some(k),
         "smaps ProtectionKey after pkey_free"
     );
-    let again = sysfail("pkey_alloc", pkru::alloc(0, AD))?;
+    let again = sysfail("pkey_alloc", pkru::alloc(0, AD))?.into_raw();
     check_eq!(again, k, "key number handed out after the free");
     let before = pkru::read();
     let cap = fault::capture(Fix::AllowKey, || {

@@ -173,7 +173,7 @@ fn edit_saved(ctx: &mut Ctx) -> Outcome {
 fn siglongjmp_leaves_handler_pkru(ctx: &mut Ctx) -> Outcome {
     let x = distinctive(ctx)?;
     let st = Region::map(Kind::Anon, 64 << 10, libc::PROT_READ | libc::PROT_WRITE)
-        .map_err(Stop::Fail)?;
+        .map_err(crate::util::map_failed)?;
     fault::install_longjmp(libc::SIGUSR2, st.addr(), false);
     let t = sysfail(
         "clone",

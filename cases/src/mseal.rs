@@ -8,7 +8,7 @@
 
 use crate::util::{mapped, sysfail};
 use pkeys_harness::mem::{Kind, Region};
-use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_WRITE as WD};
+use pkeys_harness::sys::{Errno, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check_eq, pkru, skip};
 
 /// The cases of this module.
@@ -29,17 +29,17 @@ pub(crate) fn dontneed(ctx: &mut Ctx) -> Outcome {
         "pkey_mprotect",
         r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
     )?;
-    match sys::mseal(r.addr(), r.len()) {
+    match r.mseal() {
         Ok(()) => {}
         Err(Errno::ENOSYS) => skip!("kernel has no mseal (ENOSYS; added in 6.10)"),
         Err(e) => return Err(pkeys_harness::Stop::Fail(format!("mseal: {e}"))),
     }
     r.write(0, 9);
     pkru::set_rights(key, WD);
-    let denied = sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED);
+    let denied = r.madvise(libc::MADV_DONTNEED);
     check_eq!(r.read(0), 9, "data after the refused MADV_DONTNEED");
     pkru::set_rights(key, 0);
-    let allowed = sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED);
+    let allowed = r.madvise(libc::MADV_DONTNEED);
     ctx.diag(format!(
         "sealed, key {key}: DONTNEED with WD = {denied:?}, without = {allowed:?}"
     ));

@@ -73,15 +73,18 @@ fn init_state(ctx: &mut Ctx) -> Outcome {
 /// access to a page carrying the key faults with that key (when `init_pkru` denies it); a thread started after inherits the
 /// creator's PKRU.
 fn per_thread(ctx: &mut Ctx) -> Outcome {
-    let r = mapped(Region::rw(Kind::Anon))?;
-    let (go_tx, go_rx) = mpsc::channel::<usize>();
+    let r = std::sync::Arc::new(mapped(Region::rw(Kind::Anon))?);
+    let (go_tx, go_rx) = mpsc::channel::<std::sync::Arc<Region>>();
     let (res_tx, res_rx) = mpsc::channel::<(u32, Vec<fault::Fault>, Option<u32>)>();
     let before_thread = crate::util::spawn_thread(move || {
-        let addr = go_rx.recv().unwrap_or(0);
+        // No region: the case stopped before handing it over, and has its verdict.
+        let Ok(shared) = go_rx.recv() else {
+            return;
+        };
         let p = pkru::rdpkru();
         pkru::sync_shadow();
         let cap = fault::capture(Fix::AllowKey, || {
-            std::hint::black_box(read_shared(addr));
+            std::hint::black_box(shared.read(0));
         });
         // tst-pkey's next_thread: a thread the older thread starts after the allocation
         // inherits the older thread's PKRU, not the allocating thread's.
@@ -104,7 +107,7 @@ fn per_thread(ctx: &mut Ctx) -> Outcome {
         .join()
         .map_err(|_| Stop::Fail("thread panicked".into()))?;
     check_pkru!(after, mine, "PKRU of a thread started after pkey_alloc");
-    let _ = go_tx.send(r.addr());
+    let _ = go_tx.send(std::sync::Arc::clone(&r));
     let (seen, faults, next) = res_rx
         .recv()
         .map_err(|_| Stop::Fail("thread started before pkey_alloc died".into()))?;
@@ -130,10 +133,6 @@ fn per_thread(ctx: &mut Ctx) -> Outcome {
         );
     }
     Ok(())
-}
-
-fn read_shared(addr: usize) -> u8 {
-    pkeys_harness::mem::read_byte_at(addr)
 }
 
 /// With every key allocated and unrestricted (PKRU 0), a SIGUSR1 handler still starts with

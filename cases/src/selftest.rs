@@ -7,7 +7,7 @@ use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::inject;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::PKEY_DISABLE_ACCESS as AD;
-use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, pkru};
+use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Pkey, Stop, pkru};
 use std::time::Duration;
 
 /// The fault-injection cases and, in the same order, the verdict each must get (on a PKU machine).
@@ -212,7 +212,10 @@ fn base() -> Vec<Case> {
     vec![
         Case::new("selftest::leaks_keys_and_pkru", Needs::PKEYS, |_| {
             for _ in 0..5 {
-                pkru::alloc(0, 0).map_err(|e| Stop::Fail(e.to_string()))?;
+                // Leaked on purpose: the next case must not see them.
+                pkru::alloc(0, 0)
+                    .map(Pkey::into_raw)
+                    .map_err(|e| Stop::Fail(e.to_string()))?;
             }
             pkru::write(0x5555_5554 & !pkru::ad_bit(3) | pkru::wd_bit(2));
             Ok(())
@@ -220,7 +223,7 @@ fn base() -> Vec<Case> {
         Case::new("selftest::fresh_state_after_leak", Needs::PKEYS, |c| {
             pkeys_harness::check_pkru!(pkru::read(), init_pkru(c), "PKRU of the next case");
             let mut n = 0;
-            while pkru::alloc(0, 0).is_ok() {
+            while pkru::alloc(0, 0).map(Pkey::into_raw).is_ok() {
                 n += 1;
             }
             pkeys_harness::check_eq!(n, 15, "keys allocatable in the next case");
@@ -233,7 +236,7 @@ fn base() -> Vec<Case> {
             Ok(())
         }),
         Case::new("selftest::prot_none_read", Needs::NONE, |_| {
-            let r = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+            let r = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
             r.mprotect(libc::PROT_NONE)
                 .map_err(|e| Stop::Fail(e.to_string()))?;
             std::hint::black_box(r.read(16));
@@ -282,7 +285,7 @@ fn base() -> Vec<Case> {
 
 /// Expects a fault from a read of a page nobody protected.
 fn missing_fault(ctx: &mut Ctx) -> Outcome {
-    let r = Region::rw(Kind::Anon).map_err(Stop::Fail)?;
+    let r = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
     let cap = fault::capture(Fix::AllowKey, || {
         std::hint::black_box(r.read(0));
     });

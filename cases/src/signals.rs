@@ -60,7 +60,8 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn stack() -> Result<Region, Stop> {
-    Region::map(Kind::Anon, STACK, libc::PROT_READ | libc::PROT_WRITE).map_err(Stop::Fail)
+    Region::map(Kind::Anon, STACK, libc::PROT_READ | libc::PROT_WRITE)
+        .map_err(crate::util::map_failed)
 }
 
 /// A thread stack carrying a freshly allocated key, a key-0 altstack, and the key.

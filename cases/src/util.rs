@@ -2,8 +2,9 @@
 
 use pkeys_harness::child::{self, ChildCtx, ChildResult, ForkError};
 use pkeys_harness::fault::{Capture, Fault};
+use pkeys_harness::mem::MapError;
 use pkeys_harness::sys::{Errno, SEGV_PKUERR};
-use pkeys_harness::{Ctx, Outcome, Stop};
+use pkeys_harness::{Ctx, Outcome, Pkey, Rights, Stop, maps};
 
 /// Turn a harness error into a failed case.
 pub fn sysfail<T>(what: &str, r: Result<T, Errno>) -> Result<T, Stop> {
@@ -32,14 +33,17 @@ pub fn in_child(ctx: &mut Ctx, what: &str, f: impl FnOnce(&mut ChildCtx) -> Outc
 }
 
 /// Turn a mapping error into a failed case (or SKIP for missing huge pages).
-pub fn mapped<T>(r: Result<T, String>) -> Result<T, Stop> {
-    r.map_err(|m| {
-        if m.contains("huge pages") {
-            Stop::Skip(m)
-        } else {
-            Stop::Fail(m)
-        }
+pub fn mapped<T>(r: Result<T, MapError>) -> Result<T, Stop> {
+    r.map_err(|e| match e {
+        MapError::NoHugePages(_) => Stop::Skip(e.to_string()),
+        e => Stop::Fail(e.to_string()),
     })
+}
+
+/// Turn a mapping error into a failed case, missing huge pages included (for regions the case
+/// cannot do without).
+pub fn map_failed(e: MapError) -> Stop {
+    Stop::Fail(e.to_string())
 }
 
 /// The PKRU a signal handler starts with and `exec` sets: the probing process's start value.
@@ -116,43 +120,34 @@ pub fn smaps_pkey_side_check(ctx: &mut Ctx, addr: usize) -> Result<Option<i32>, 
 }
 
 fn read_smaps_pkey(addr: usize) -> Result<Option<i32>, Stop> {
-    let text = std::fs::read_to_string("/proc/self/smaps")
+    let text = std::fs::read_to_string(maps::SELF_SMAPS)
         .map_err(|e| Stop::Fail(format!("read smaps: {e}")))?;
-    let mut inside = false;
-    for line in text.lines() {
-        if let Some((range, _)) = line.split_once(' ')
-            && let Some((a, b)) = range.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = (a..b).contains(&addr);
-            continue;
-        }
-        if inside && let Some(v) = line.strip_prefix("ProtectionKey:") {
-            return v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|e| Stop::Fail(format!("smaps ProtectionKey {v:?}: {e}")));
-        }
+    match maps::find(&text, addr) {
+        Some(v) => v.pkey().map_err(Stop::Fail),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 /// The permissions column (`rwxp`) of the maps entry containing `addr`.
 pub fn maps_perms(addr: usize) -> Result<String, Stop> {
-    let text = std::fs::read_to_string("/proc/self/maps")
+    let text = std::fs::read_to_string(maps::SELF_MAPS)
         .map_err(|e| Stop::Fail(format!("read maps: {e}")))?;
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        if let (Some(range), Some(perms)) = (it.next(), it.next())
-            && let Some((a, b)) = range.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            && (a..b).contains(&addr)
-        {
-            return Ok(perms.to_string());
-        }
-    }
-    Err(Stop::Fail(format!("no mapping contains {addr:#x}")))
+    maps::find(&text, addr)
+        .map(|v| v.perms.to_string())
+        .ok_or_else(|| Stop::Fail(format!("no mapping contains {addr:#x}")))
+}
+
+/// The `/proc/self/smaps` entries intersecting `[start, end)`: `(start, end, ProtectionKey)`.
+/// Entries may reach beyond the range (a neighbouring mapping with equal attributes merges).
+pub fn smaps_entries(start: usize, end: usize) -> Result<Vec<(usize, usize, Option<i32>)>, Stop> {
+    pkeys_harness::features::touch(pkeys_harness::Feature::Smaps);
+    let text = std::fs::read_to_string(maps::SELF_SMAPS)
+        .map_err(|e| Stop::Fail(format!("read smaps: {e}")))?;
+    maps::parse(&text)
+        .iter()
+        .filter(|v| v.overlaps(start, end))
+        .map(|v| Ok((v.start, v.end, v.pkey().map_err(Stop::Fail)?)))
+        .collect()
 }
 
 /// A small deterministic generator (xorshift64*) for the seeded random choices.
@@ -188,7 +183,8 @@ impl Rng {
 /// 1-15 is used across seeds and iterations (upstream's point: bugs that touch only the high keys,
 /// PTE bit 3 or PKRU bits 18-31, would otherwise pass unseen). The choice depends on `--seed`, the
 /// iteration, the case id and `salt`, and is printed so a failing run can be reproduced.
-pub fn alloc_random_key(ctx: &mut Ctx, rights: u32, salt: u64) -> Result<i32, Stop> {
+pub fn alloc_random_key(ctx: &mut Ctx, rights: impl Into<Rights>, salt: u64) -> Result<i32, Stop> {
+    let rights = rights.into();
     use pkeys_harness::pkru;
     let mut rng = Rng::new(ctx, salt);
     let before = pkru::read();
@@ -219,20 +215,39 @@ pub fn alloc_random_key(ctx: &mut Ctx, rights: u32, salt: u64) -> Result<i32, St
     Ok(key)
 }
 
+/// `pkey_free` each key in order with its result checked; on the first failure the keys not yet
+/// freed stay allocated (as a loop over raw numbers that stopped there would leave them).
+pub fn free_all(keys: Vec<Pkey>) -> Result<(), Stop> {
+    let mut keys = keys.into_iter();
+    for k in keys.by_ref() {
+        if let Err(e) = k.free() {
+            keys.for_each(|k| {
+                k.into_raw();
+            });
+            return sysfail("pkey_free", Err(e));
+        }
+    }
+    Ok(())
+}
+
 /// `pkey_alloc(0, rights)` that then checks PKRU the way upstream compares it with its shadow
 /// after every allocation: the new key's two bits hold exactly `rights` and no other key's bits
 /// changed. `Ok(Err(errno))` when the allocation itself failed (ENOSPC once every key is taken).
-pub fn alloc_checked(rights: u32) -> Result<Result<i32, pkeys_harness::sys::Errno>, Stop> {
+pub fn alloc_checked(
+    rights: impl Into<Rights>,
+) -> Result<Result<i32, pkeys_harness::sys::Errno>, Stop> {
+    let rights = rights.into();
     use pkeys_harness::pkru;
     let before = pkru::read();
+    // Kept allocated: the caller owns the number (and a failed check leaves it allocated).
     let key = match pkru::alloc(0, rights) {
-        Ok(k) => k,
+        Ok(k) => k.into_raw(),
         Err(e) => return Ok(Err(e)),
     };
     if (1..16).contains(&key) {
         pkeys_harness::check_pkru!(
             pkru::rdpkru(),
-            pkru::with_rights(before, key, rights),
+            pkru::with_rights(before, key, rights.bits()),
             "PKRU after pkey_alloc(0, {rights}) returned key {key}"
         );
     }
@@ -281,7 +296,7 @@ pub fn spawn_thread<T: Send + 'static>(
 pub fn keyed_region(
     ctx: &mut Ctx,
     kind: pkeys_harness::mem::Kind,
-    rights: u32,
+    rights: impl Into<Rights>,
 ) -> Result<(pkeys_harness::mem::Region, i32), Stop> {
     let r = mapped(pkeys_harness::mem::Region::rw(kind))?;
     let key = alloc_random_key(ctx, rights, 0x6b65_7965)?;
@@ -290,4 +305,41 @@ pub fn keyed_region(
         r.pkey_mprotect(libc::PROT_READ | libc::PROT_WRITE, key),
     )?;
     Ok((r, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_skips_only_for_missing_huge_pages() {
+        let skip = mapped::<()>(Err(MapError::NoHugePages(Errno::ENOMEM)));
+        assert_eq!(
+            skip,
+            Err(Stop::Skip(format!(
+                "no 2 MiB huge pages could be mapped (MAP_HUGETLB: {})",
+                Errno::ENOMEM
+            )))
+        );
+        let fail = mapped::<()>(Err(MapError::Sys {
+            call: "mmap anon".into(),
+            errno: Errno::ENOMEM,
+        }));
+        assert_eq!(
+            fail,
+            Err(Stop::Fail(format!("mmap anon: {}", Errno::ENOMEM)))
+        );
+    }
+
+    #[test]
+    fn free_all_stops_at_the_first_refusal() {
+        // Negative numbers are never keys: the kernel refuses them (EINVAL, or ENOSYS without
+        // pkeys), so the first free fails and the second key is left alone.
+        let r = free_all(vec![Pkey::from_raw(-5), Pkey::from_raw(-6)]);
+        assert!(
+            matches!(&r, Err(Stop::Fail(m)) if m.starts_with("pkey_free failed: ")),
+            "{r:?}"
+        );
+        assert_eq!(free_all(Vec::new()), Ok(()));
+    }
 }

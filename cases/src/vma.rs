@@ -9,7 +9,7 @@
 //! none. Every check is exact: the smaps key of every VMA in the range, the number of VMAs, and
 //! one fault with `si_code`, `si_pkey`, `si_addr` and the frame's PKRU after each operation.
 
-use crate::util::{expect_one_pkey_fault, init_pkru, mapped, smaps_pkey, sysfail};
+use crate::util::{expect_one_pkey_fault, init_pkru, mapped, smaps_entries, smaps_pkey, sysfail};
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
@@ -78,38 +78,6 @@ pub fn cases() -> Vec<Case> {
         .with_timeout(Duration::from_secs(40)),
     );
     v
-}
-
-/// The `/proc/self/smaps` entries intersecting `[start, end)`: `(start, end, ProtectionKey)`.
-/// Entries may reach beyond the range (a neighbouring mapping with equal attributes merges).
-fn smaps_entries(start: usize, end: usize) -> Result<Vec<(usize, usize, Option<i32>)>, Stop> {
-    pkeys_harness::features::touch(pkeys_harness::Feature::Smaps);
-    let text = std::fs::read_to_string("/proc/self/smaps")
-        .map_err(|e| Stop::Fail(format!("read smaps: {e}")))?;
-    let mut out: Vec<(usize, usize, Option<i32>)> = Vec::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if let Some((range, _)) = line.split_once(' ')
-            && let Some((a, b)) = range.split_once('-')
-            && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            inside = a < end && start < b;
-            if inside {
-                out.push((a, b, None));
-            }
-            continue;
-        }
-        if inside && let Some(v) = line.strip_prefix("ProtectionKey:") {
-            let k = v
-                .trim()
-                .parse()
-                .map_err(|e| Stop::Fail(format!("smaps ProtectionKey {v:?}: {e}")))?;
-            if let Some(last) = out.last_mut() {
-                last.2 = Some(k);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Print the entries of `[start, end)` and return their keys in address order.
@@ -246,7 +214,7 @@ fn partial_split_and_merge(ctx: &mut Ctx) -> Outcome {
     let key = crate::util::alloc_random_key(ctx, 0, 8)?;
     sysfail(
         "pkey_mprotect(middle page)",
-        sys::pkey_mprotect(start + pg, pg, RW, key),
+        r.pkey_mprotect_range(pg, pg, RW, key),
     )?;
     check_eq!(
         entry_keys(ctx, "after keying the middle page", start, end)?,
@@ -260,7 +228,7 @@ fn partial_split_and_merge(ctx: &mut Ctx) -> Outcome {
     ad_read_faults(ctx, &r, pg + 11, key, key)?;
     sysfail(
         "pkey_mprotect(middle page, 0)",
-        sys::pkey_mprotect(start + pg, pg, RW, 0),
+        r.pkey_mprotect_range(pg, pg, RW, 0),
     )?;
     check_eq!(
         entry_keys(ctx, "after re-keying the middle page to 0", start, end)?,
@@ -284,11 +252,11 @@ fn adjacent_same_key_merge(ctx: &mut Ctx) -> Outcome {
     let k2 = crate::util::alloc_random_key(ctx, 0, 38)?;
     sysfail(
         "pkey_mprotect(page 0)",
-        sys::pkey_mprotect(start, pg, RW, k1),
+        r.pkey_mprotect_range(0, pg, RW, k1),
     )?;
     sysfail(
         "pkey_mprotect(page 1)",
-        sys::pkey_mprotect(start + pg, pg, RW, k2),
+        r.pkey_mprotect_range(pg, pg, RW, k2),
     )?;
     check_eq!(
         entry_keys(ctx, "pages on keys k1, k2", start, end)?,
@@ -297,7 +265,7 @@ fn adjacent_same_key_merge(ctx: &mut Ctx) -> Outcome {
     );
     sysfail(
         "pkey_mprotect(page 1, k1)",
-        sys::pkey_mprotect(start + pg, pg, RW, k1),
+        r.pkey_mprotect_range(pg, pg, RW, k1),
     )?;
     let keys = entry_keys(ctx, "both pages on k1", start, end)?;
     check_eq!(
@@ -366,7 +334,7 @@ fn remap_fixed(ctx: &mut Ctx, unmap_first: bool) -> Outcome {
     let (r, key) = keyed(ctx, 1)?;
     let addr = r.addr();
     let r = if unmap_first {
-        r.unmap_then_map_fixed().map_err(Stop::Fail)?
+        r.unmap_then_map_fixed().map_err(crate::util::map_failed)?
     } else {
         let mut r = r;
         sysfail("mmap(MAP_FIXED) over the region", r.map_fixed_over())?;
@@ -447,10 +415,7 @@ fn dontneed_refault(ctx: &mut Ctx, kind: Kind) -> Outcome {
     let key = crate::util::alloc_random_key(ctx, 0, 9)?;
     sysfail("pkey_mprotect", r.pkey_mprotect(RW, key))?;
     r.write(17, 0x3c);
-    sysfail(
-        "madvise(MADV_DONTNEED)",
-        sys::madvise(r.addr(), r.len(), libc::MADV_DONTNEED),
-    )?;
+    sysfail("madvise(MADV_DONTNEED)", r.madvise(libc::MADV_DONTNEED))?;
     check_eq!(
         smaps_pkey(r.addr())?,
         Some(key),
@@ -486,8 +451,8 @@ fn locked_kind(ctx: &mut Ctx, how: Lock) -> Outcome {
         _ => mapped(Region::map(Kind::Anon, pg, RW))?,
     };
     match how {
-        Lock::Mlock => sysfail("mlock", sys::mlock(r.addr(), pg))?,
-        Lock::Mlock2OnFault => sysfail("mlock2(MLOCK_ONFAULT)", sys::mlock2(r.addr(), pg, 1))?,
+        Lock::Mlock => sysfail("mlock", r.mlock_range(0, pg))?,
+        Lock::Mlock2OnFault => sysfail("mlock2(MLOCK_ONFAULT)", r.mlock2_range(0, pg, 1))?,
         _ => {}
     }
     let key = crate::util::alloc_random_key(ctx, 0, 10)?;
@@ -512,7 +477,7 @@ fn mlock_under_denied_key(ctx: &mut Ctx, rights: u32) -> Outcome {
     sysfail("pkey_mprotect", r.pkey_mprotect(RW, key))?;
     pkru::set_rights(key, rights);
     let mut ret = Ok(());
-    let cap = fault::capture(Fix::AllowKey, || ret = sys::mlock(r.addr(), pg));
+    let cap = fault::capture(Fix::AllowKey, || ret = r.mlock_range(0, pg));
     pkru::set_rights(key, 0);
     ctx.diag(format!("key {key} rights {rights}: mlock = {ret:?}"));
     check_eq!(cap.faults.len(), 0, "signals raised by mlock");
@@ -521,11 +486,7 @@ fn mlock_under_denied_key(ctx: &mut Ctx, rights: u32) -> Outcome {
         Err(Errno::ENOMEM),
         "mlock of a range whose key denies the population"
     );
-    check_eq!(
-        sys::mlock(r.addr(), pg),
-        Ok(()),
-        "mlock with the key allowed"
-    );
+    check_eq!(r.mlock_range(0, pg), Ok(()), "mlock with the key allowed");
     Ok(())
 }
 
@@ -617,9 +578,9 @@ fn ksm_body(ctx: &mut Ctx) -> Outcome {
     let key = crate::util::alloc_random_key(ctx, 0, 12)?;
     sysfail(
         "pkey_mprotect(page 0)",
-        sys::pkey_mprotect(r.addr(), pg, RW, key),
+        r.pkey_mprotect_range(0, pg, RW, key),
     )?;
-    match sys::madvise(r.addr(), 2 * pg, libc::MADV_MERGEABLE) {
+    match r.madvise_range(0, 2 * pg, libc::MADV_MERGEABLE) {
         Ok(()) => {}
         Err(Errno::EINVAL) => pkeys_harness::skip!("madvise(MADV_MERGEABLE): EINVAL (no KSM)"),
         Err(e) => return Err(Stop::Fail(format!("madvise(MADV_MERGEABLE): {e}"))),

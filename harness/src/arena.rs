@@ -10,8 +10,9 @@
 //! mmap(2), mprotect(2), pkey_mprotect(2), mremap(2), madvise(2), munmap(2), read(2), write(2),
 //! process_vm_readv(2), proc(5) (`/proc/PID/mem`, `/proc/PID/smaps`), sigaction(2).
 
+use crate::mem::UserBuf;
 use crate::sys::Errno;
-use crate::{fault, pkru, sys};
+use crate::{fault, maps, pkru, sys};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 std::arch::global_asm!(
@@ -229,7 +230,8 @@ impl Arena {
             None
         };
         if thp {
-            sys::madvise(p as usize, len, libc::MADV_HUGEPAGE)
+            // SAFETY: the window mapped just above, owned by the arena being made.
+            unsafe { sys::madvise(p as usize, len, libc::MADV_HUGEPAGE) }
                 .map_err(|e| format!("madvise(MADV_HUGEPAGE) of the arena: {e}"))?;
         }
         fault::init_layout();
@@ -319,7 +321,8 @@ impl Arena {
         }
         if self.thp && backing == Backing::Anon && !shared {
             // Advice only: the mapping exists whatever the answer.
-            let _ = sys::madvise(addr, len, libc::MADV_HUGEPAGE);
+            // SAFETY: pages of the window this arena owns; advice only.
+            let _ = unsafe { sys::madvise(addr, len, libc::MADV_HUGEPAGE) };
         }
         Ok(())
     }
@@ -357,13 +360,15 @@ impl Arena {
     /// `pkey_mprotect` of pages of the window (`key` -1 is `mprotect`).
     pub fn pkey_mprotect(&self, first: usize, n: usize, prot: i32, key: i32) -> Result<(), Errno> {
         let (addr, len) = self.range(first, n);
-        sys::pkey_mprotect(addr, len, prot, key)
+        // SAFETY: pages of the window this arena owns; no Rust reference points into it.
+        unsafe { sys::pkey_mprotect(addr, len, prot, key) }
     }
 
     /// `mprotect` of pages of the window.
     pub fn mprotect(&self, first: usize, n: usize, prot: i32) -> Result<(), Errno> {
         let (addr, len) = self.range(first, n);
-        sys::mprotect(addr, len, prot)
+        // SAFETY: as in `pkey_mprotect`.
+        unsafe { sys::mprotect(addr, len, prot) }
     }
 
     /// `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)` from pages of the window to pages of the window.
@@ -390,7 +395,8 @@ impl Arena {
     /// `madvise(MADV_DONTNEED)` of pages of the window.
     pub fn dontneed(&self, first: usize, n: usize) -> Result<(), Errno> {
         let (addr, len) = self.range(first, n);
-        sys::madvise(addr, len, libc::MADV_DONTNEED)
+        // SAFETY: pages of the window this arena owns, which holds no Rust-visible data.
+        unsafe { sys::madvise(addr, len, libc::MADV_DONTNEED) }
     }
 
     fn probe<T>(f: impl FnOnce() -> T) -> Result<T, ProbeFault> {
@@ -466,7 +472,8 @@ impl Arena {
             return (Err(Errno::last()), None);
         };
         let _ = sys::write_from(wr, &val, 1);
-        let r = sys::read_into(rd, a as *mut u8, 1);
+        // SAFETY: a page of the window this arena owns, which holds no Rust-visible data.
+        let r = sys::read_into(rd, unsafe { UserBuf::from_raw(a, 1) });
         let left = drain_one(rd);
         sys::close(rd);
         sys::close(wr);
@@ -489,7 +496,7 @@ impl Arena {
     /// `process_vm_readv` of the page's first byte from this very process.
     pub fn pvm_read(&self, page: usize) -> (Result<usize, Errno>, Option<u8>) {
         let mut b = 0u8;
-        let local = [(&mut b as *mut u8 as usize, 1)];
+        let local = [UserBuf::from(std::slice::from_mut(&mut b))];
         let r = sys::process_vm_readv(sys::getpid(), &local, &[(self.at(page), 1)]);
         let byte = r.is_ok().then_some(b);
         (r, byte)
@@ -498,14 +505,22 @@ impl Arena {
     /// `process_vm_writev` of `val` into the page of this very process.
     pub fn pvm_write(&self, page: usize, val: u8) -> Result<usize, Errno> {
         let local = [(&val as *const u8 as usize, 1)];
-        sys::process_vm_writev(sys::getpid(), &local, &[(self.at(page), 1)])
+        // SAFETY: as in `kernel_read_into`.
+        let remote = [unsafe { UserBuf::from_raw(self.at(page), 1) }];
+        sys::process_vm_writev(sys::getpid(), &local, &remote)
     }
 
     fn proc_mem() -> Result<i32, Errno> {
-        // SAFETY: open with a NUL-terminated path. Opened per access: the file is bound to the
-        // mm of the process that opens it, and a forked child must reach its own.
-        let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if fd < 0 { Err(Errno::last()) } else { Ok(fd) }
+        use nix::fcntl::{OFlag, open};
+        use std::os::fd::IntoRawFd;
+        // Opened per access: the file is bound to the mm of the process that opens it, and a
+        // forked child must reach its own.
+        open(
+            c"/proc/self/mem",
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(IntoRawFd::into_raw_fd)
     }
 
     /// `pread` of `/proc/self/mem` at the page: the result and the byte read.
@@ -515,7 +530,11 @@ impl Arena {
             Err(e) => return (Err(e), None),
         };
         let mut b = 0u8;
-        let r = sys::pread_into(fd, &mut b, 1, self.at(page) as i64);
+        let r = sys::pread_into(
+            fd,
+            std::slice::from_mut(&mut b).into(),
+            self.at(page) as i64,
+        );
         sys::close(fd);
         let byte = r.is_ok().then_some(b);
         (r, byte)
@@ -548,11 +567,11 @@ impl Arena {
     /// `AnonHugePages:` summed over the window's smaps entries, in kB (how much of it is mapped
     /// by transparent huge pages).
     pub fn anon_huge_kb(&self) -> Result<u64, String> {
-        let text = read_proc("/proc/self/smaps")?;
+        let text = read_proc(maps::SELF_SMAPS)?;
         let (lo, hi) = (self.base, self.base + self.pages * self.page);
-        Ok(vmas(&text)
+        Ok(maps::parse(&text)
             .into_iter()
-            .filter(|v| v.start < hi && v.end > lo)
+            .filter(|v| v.overlaps(lo, hi))
             .filter_map(|v| v.field("AnonHugePages:"))
             .map(|kb| kb.trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0))
             .sum())
@@ -561,12 +580,12 @@ impl Arena {
     /// Each page of the window as `/proc/self/smaps` describes it: `-` where nothing is mapped,
     /// else the permissions column and `k` with `ProtectionKey:` (`k?` when the field is absent).
     pub fn smaps(&self) -> Result<String, String> {
-        let text = read_proc("/proc/self/smaps")?;
-        let all = vmas(&text);
+        let text = read_proc(maps::SELF_SMAPS)?;
+        let all = maps::parse(&text);
         let words: Vec<String> = (0..self.pages)
             .map(|i| {
                 let p = self.base + i * self.page;
-                match all.iter().find(|v| (v.start..v.end).contains(&p)) {
+                match all.iter().find(|v| v.contains(p)) {
                     Some(v) => format!("{}k{}", v.perms, v.field("ProtectionKey:").unwrap_or("?")),
                     None => "-".into(),
                 }
@@ -578,48 +597,6 @@ impl Arena {
 
 fn read_proc(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))
-}
-
-/// One entry of `/proc/PID/maps` or `/proc/PID/smaps`: its range, permissions and the field
-/// lines that follow its header (none in `maps`).
-struct Vma<'a> {
-    start: usize,
-    end: usize,
-    perms: &'a str,
-    fields: Vec<&'a str>,
-}
-
-impl<'a> Vma<'a> {
-    /// The value of field `name` (e.g. `ProtectionKey:`), trimmed.
-    fn field(&self, name: &str) -> Option<&'a str> {
-        self.fields
-            .iter()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-    }
-}
-
-/// The entries of a maps or smaps text, in order.
-fn vmas(text: &str) -> Vec<Vma<'_>> {
-    let mut out: Vec<Vma<'_>> = Vec::new();
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        if let (Some(range), Some(perms)) = (it.next(), it.next())
-            && let Some((a, b)) = range.split_once('-')
-            && let (Ok(start), Ok(end)) =
-                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        {
-            out.push(Vma {
-                start,
-                end,
-                perms,
-                fields: Vec::new(),
-            });
-        } else if let Some(v) = out.last_mut() {
-            v.fields.push(line);
-        }
-    }
-    out
 }
 
 /// Whether `/proc/PID/mem` forces its way past the protection (FOLL_FORCE): a write to a
@@ -661,24 +638,28 @@ pub fn files_executable() -> bool {
 /// Whether `/proc/self/maps` shows `addr` in an executable mapping (true when it cannot be
 /// read: the caller then refuses to call what it cannot check).
 fn executable(addr: usize) -> bool {
-    let Ok(text) = read_proc("/proc/self/maps") else {
+    let Ok(text) = read_proc(maps::SELF_MAPS) else {
         return true;
     };
-    vmas(&text)
+    maps::parse(&text)
         .iter()
-        .any(|v| (v.start..v.end).contains(&addr) && v.perms.as_bytes().get(2) == Some(&b'x'))
+        .any(|v| v.contains(addr) && v.executable())
 }
 
 fn pipe() -> Result<(i32, i32), Errno> {
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 with a valid array.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
-    Ok((fds[0], fds[1]))
+    use nix::fcntl::OFlag;
+    use std::os::fd::IntoRawFd;
+    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    Ok((rd.into_raw_fd(), wr.into_raw_fd()))
 }
 
 fn drain_one(fd: i32) -> Option<u8> {
     let mut b = 0u8;
-    matches!(sys::read_into(fd, &mut b, 1), Ok(1)).then_some(b)
+    matches!(
+        sys::read_into(fd, std::slice::from_mut(&mut b).into()),
+        Ok(1)
+    )
+    .then_some(b)
 }
 
 impl Drop for Arena {

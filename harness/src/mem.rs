@@ -5,6 +5,7 @@
 
 use crate::sys::{self, Errno};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The kinds of memory the access cases run across.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,6 +103,8 @@ pub struct Region {
     shm: bool,
     /// Extra mapping to unmap on drop (THP alignment slack is trimmed at map time).
     map_len: usize,
+    /// Byte 0 holds a `ret` written by [`Region::write_ret_stub`] (what [`Region::call`] needs).
+    ret_stub: AtomicBool,
 }
 
 pub(crate) fn map_raw(len: usize, prot: i32, flags: i32, fd: i32) -> Result<*mut u8, Errno> {
@@ -114,37 +117,70 @@ pub(crate) fn map_raw(len: usize, prot: i32, flags: i32, fd: i32) -> Result<*mut
     }
 }
 
-fn temp_file(len: usize) -> Result<i32, String> {
-    let dir = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
-    let path = std::ffi::CString::new(format!("{dir}/pkeys-XXXXXX")).unwrap();
-    let mut raw = path.into_bytes_with_nul();
-    // SAFETY: mkstemp with a writable NUL-terminated template; unlink the name right away.
-    let fd = unsafe { libc::mkstemp(raw.as_mut_ptr().cast()) };
-    if fd < 0 {
-        return Err(format!("mkstemp in {dir}: {}", Errno::last()));
-    }
-    // SAFETY: as above; ftruncate on the new fd.
-    unsafe {
-        libc::unlink(raw.as_ptr().cast());
-        if libc::ftruncate(fd, len as i64) != 0 {
-            let e = Errno::last();
-            libc::close(fd);
-            return Err(format!("ftruncate: {e}"));
+/// Why a mapping (or the file or memfd behind it) could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// No 2 MiB huge page could be mapped (none reserved, or all in use): a case SKIPs.
+    #[error("no 2 MiB huge pages could be mapped (MAP_HUGETLB: {0})")]
+    NoHugePages(Errno),
+    /// A system call failed.
+    #[error("{call}: {errno}")]
+    Sys {
+        /// The call, as the message names it (e.g. `mmap anon`, `shmget`).
+        call: String,
+        /// Its errno.
+        errno: Errno,
+    },
+    /// The temporary file could not be made.
+    #[error("temporary file in {dir}: {source}")]
+    TempFile {
+        /// The directory (`$TMPDIR` or `/tmp`).
+        dir: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The operation does not apply to a SysV shared memory region.
+    #[error("{0}: not for SysV shm")]
+    NotForShm(&'static str),
+}
+
+impl MapError {
+    fn sys(call: impl Into<String>, errno: Errno) -> MapError {
+        MapError::Sys {
+            call: call.into(),
+            errno,
         }
     }
-    Ok(fd)
+}
+
+impl From<MapError> for String {
+    fn from(e: MapError) -> String {
+        e.to_string()
+    }
+}
+
+fn temp_file(len: usize) -> Result<i32, MapError> {
+    use std::os::fd::IntoRawFd;
+    let dir = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
+    let file = tempfile::tempfile_in(&dir).map_err(|source| MapError::TempFile {
+        dir: dir.clone(),
+        source,
+    })?;
+    file.set_len(len as u64)
+        .map_err(|e| MapError::sys("ftruncate", Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    Ok(file.into_raw_fd())
 }
 
 impl Region {
     /// Map `len` bytes (rounded to the kind's page size) of `kind` with `prot`.
     ///
-    /// Errors are messages; for hugetlb kinds with no pages available the message says so and the
+    /// For hugetlb kinds with no pages available the error is [`MapError::NoHugePages`], and the
     /// case should SKIP with it.
-    pub fn map(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
+    pub fn map(kind: Kind, len: usize, prot: i32) -> Result<Region, MapError> {
         crate::pkru::follow_execute_only_key(prot, || Region::map_kind(kind, len, prot))
     }
 
-    fn map_kind(kind: Kind, len: usize, prot: i32) -> Result<Region, String> {
+    fn map_kind(kind: Kind, len: usize, prot: i32) -> Result<Region, MapError> {
         let page = if matches!(kind, Kind::Hugetlb | Kind::HugetlbShared | Kind::Thp) {
             HUGE
         } else {
@@ -173,15 +209,13 @@ impl Region {
                     -1,
                 );
                 if let Err(e) = r {
-                    return Err(format!(
-                        "no 2 MiB huge pages could be mapped (MAP_HUGETLB: {e})"
-                    ));
+                    return Err(MapError::NoHugePages(e));
                 }
                 (r, len, false)
             }
             Kind::Thp => {
                 let big = map_raw(len + HUGE, prot, libc::MAP_PRIVATE | anon, -1)
-                    .map_err(|e| format!("mmap: {e}"))?;
+                    .map_err(|e| MapError::sys("mmap", e))?;
                 let start = (big as usize).next_multiple_of(HUGE);
                 let head = start - big as usize;
                 let tail = HUGE - head;
@@ -223,12 +257,12 @@ impl Region {
                 let p = unsafe {
                     let id = libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600);
                     if id < 0 {
-                        return Err(format!("shmget: {}", Errno::last()));
+                        return Err(MapError::sys("shmget", Errno::last()));
                     }
                     let p = libc::shmat(id, std::ptr::null(), 0);
                     libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
                     if p as isize == -1 {
-                        return Err(format!("shmat: {}", Errno::last()));
+                        return Err(MapError::sys("shmat", Errno::last()));
                     }
                     p.cast::<u8>()
                 };
@@ -238,26 +272,29 @@ impl Region {
                     kind,
                     shm: true,
                     map_len: len,
+                    ret_stub: AtomicBool::new(false),
                 };
                 if prot != libc::PROT_READ | libc::PROT_WRITE {
-                    sys::mprotect(r.addr(), len, prot)
-                        .map_err(|e| format!("mprotect(shm): {e}"))?;
+                    // SAFETY: the segment attached just above, owned by `r`.
+                    unsafe { sys::mprotect(r.addr(), len, prot) }
+                        .map_err(|e| MapError::sys("mprotect(shm)", e))?;
                 }
                 return Ok(r);
             }
         };
-        let ptr = ptr.map_err(|e| format!("mmap {kind}: {e}"))?;
+        let ptr = ptr.map_err(|e| MapError::sys(format!("mmap {kind}"), e))?;
         Ok(Region {
             ptr,
             len,
             kind,
             shm,
             map_len,
+            ret_stub: AtomicBool::new(false),
         })
     }
 
     /// Map one natural-size region of `kind`, readable and writable, every page present.
-    pub fn rw(kind: Kind) -> Result<Region, String> {
+    pub fn rw(kind: Kind) -> Result<Region, MapError> {
         let r = Region::map(kind, kind.default_len(), libc::PROT_READ | libc::PROT_WRITE)?;
         r.populate();
         Ok(r)
@@ -304,6 +341,9 @@ impl Region {
     /// Volatile write of byte `off`.
     pub fn write(&self, off: usize, v: u8) {
         let p = self.at(off) as *mut u8;
+        if off == 0 && v != 0xc3 {
+            self.ret_stub.store(false, Ordering::SeqCst);
+        }
         // SAFETY: as in `read`.
         unsafe { p.write_volatile(v) }
     }
@@ -321,29 +361,146 @@ impl Region {
 
     /// `pkey_mprotect` the whole region.
     pub fn pkey_mprotect(&self, prot: i32, pkey: i32) -> Result<(), Errno> {
-        sys::pkey_mprotect(self.addr(), self.len, prot, pkey)
+        // SAFETY: the whole of this region's own mapping; its bytes are only reached through the
+        // volatile accessors, so a change of rights makes an access fault, which is reported.
+        unsafe { sys::pkey_mprotect(self.addr(), self.len, prot, pkey) }
     }
 
     /// `mprotect` the whole region.
     pub fn mprotect(&self, prot: i32) -> Result<(), Errno> {
-        crate::pkru::follow_execute_only_key(prot, || sys::mprotect(self.addr(), self.len, prot))
+        crate::pkru::follow_execute_only_key(prot, || {
+            // SAFETY: as in `pkey_mprotect`.
+            unsafe { sys::mprotect(self.addr(), self.len, prot) }
+        })
+    }
+
+    /// The address of `[off, off + len)`, which must lie in the region (`len` 0 allowed; `off`
+    /// need not be aligned: the kernel refuses an unaligned start and changes nothing). The
+    /// region is whole pages, so rounding the end up to a page stays inside it.
+    fn span(&self, off: usize, len: usize) -> usize {
+        assert!(
+            off <= self.len && len <= self.len - off,
+            "range {off:#x}+{len:#x} outside region of {:#x} bytes",
+            self.len
+        );
+        self.addr() + off
+    }
+
+    /// `pkey_mprotect(addr + off, len, prot, pkey)` of a range of the region (panics outside
+    /// it). Exactly one system call, with these arguments, whatever they are (unaligned, zero
+    /// length, spanning a hole made with [`Region::munmap_range`]).
+    pub fn pkey_mprotect_range(
+        &self,
+        off: usize,
+        len: usize,
+        prot: i32,
+        pkey: i32,
+    ) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        // SAFETY: a range of this region's own mapping (see `pkey_mprotect`); where the range
+        // spans a hole the region punched, the kernel stops there (ENOMEM).
+        unsafe { sys::pkey_mprotect(addr, len, prot, pkey) }
+    }
+
+    /// `mprotect(addr + off, len, prot)` of a range of the region, as a raw system call (the
+    /// execute-only key is not followed; see [`Region::mprotect`]).
+    pub fn mprotect_range(&self, off: usize, len: usize, prot: i32) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        // SAFETY: as in `pkey_mprotect_range`.
+        unsafe { sys::mprotect(addr, len, prot) }
+    }
+
+    /// `munmap` of a range of the region: punches a hole the region keeps owning (it is unmapped
+    /// again with the rest on drop; an access to it faults, which is reported). The cases that
+    /// punch holes are single-threaded and map nothing small enough to land in the hole while it
+    /// lives.
+    pub fn munmap_range(&self, off: usize, len: usize) -> Result<(), Errno> {
+        assert!(!self.shm, "munmap_range: not for SysV shm");
+        let addr = self.span(off, len);
+        // SAFETY: a range of this region's own mapping, whose bytes are only reached through the
+        // volatile accessors (a fault on the hole is reported).
+        unsafe { sys::munmap(addr, len) }
+    }
+
+    /// `madvise` of the whole region. Advice that drops the contents (MADV_DONTNEED) is fine:
+    /// the bytes are only reached through the volatile accessors.
+    pub fn madvise(&self, advice: i32) -> Result<(), Errno> {
+        self.madvise_range(0, self.len, advice)
+    }
+
+    /// `madvise(addr + off, len, advice)` of a range of the region.
+    pub fn madvise_range(&self, off: usize, len: usize, advice: i32) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        if off == 0 {
+            self.forget_ret_stub_unless_shared(advice);
+        }
+        // SAFETY: a range of this region's own mapping (see `madvise`).
+        unsafe { sys::madvise(addr, len, advice) }
+    }
+
+    /// `mlock(addr + off, len)` of a range of the region.
+    pub fn mlock_range(&self, off: usize, len: usize) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        // SAFETY: a range of this region's own mapping; locking changes no contents.
+        unsafe { sys::mlock(addr, len) }
+    }
+
+    /// `mlock2(addr + off, len, flags)` of a range of the region.
+    pub fn mlock2_range(&self, off: usize, len: usize, flags: u32) -> Result<(), Errno> {
+        let addr = self.span(off, len);
+        // SAFETY: as in `mlock_range`.
+        unsafe { sys::mlock2(addr, len, flags) }
+    }
+
+    /// `mseal` the whole region. A sealed region can no longer be unmapped: dropping it then
+    /// leaves the mapping in place (the `munmap` fails), which is safe.
+    pub fn mseal(&self) -> Result<(), Errno> {
+        // SAFETY: this region's own mapping; sealing only refuses later changes.
+        unsafe { sys::mseal(self.addr(), self.len) }
     }
 
     /// A raw pointer to byte `off`, for system calls that take a buffer (the kernel checks it).
+    /// A buffer at offset 0 may be written by the kernel, so it forgets the `ret` stub.
     pub fn ptr(&self, off: usize) -> *mut u8 {
+        if off == 0 {
+            self.ret_stub.store(false, Ordering::SeqCst);
+        }
         self.at(off) as *mut u8
     }
 
     /// Write `ret` (0xC3) at offset 0 so the region can be executed with [`Region::call`].
     pub fn write_ret_stub(&self) {
         self.write(0, 0xc3);
+        self.ret_stub.store(true, Ordering::SeqCst);
     }
 
-    /// Call the code at offset 0 (see [`Region::write_ret_stub`]). The region must be executable
-    /// and hold a `ret` there, or the call faults (and the forked case reports it).
+    fn forget_ret_stub_unless_shared(&self, advice: i32) {
+        // MADV_DONTNEED on shared or file-backed memory keeps the contents (the page cache or the
+        // shared object holds them); anything else may drop or change them.
+        let keeps = advice == libc::MADV_DONTNEED
+            && matches!(
+                self.kind,
+                Kind::AnonShared | Kind::HugetlbShared | Kind::FileShared | Kind::Memfd | Kind::Shm
+            );
+        if !keeps {
+            self.ret_stub.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Call the code at offset 0, which [`Region::write_ret_stub`] made a single `ret`. The
+    /// region must be executable, or the call faults (and the forked case reports it).
+    ///
+    /// Panics if no `ret` stub was written, or if a method of the region that may have changed
+    /// byte 0 since ran ([`Region::write`] of another value there, [`Region::madvise`] dropping
+    /// private contents, [`Region::map_fixed_over`]).
     pub fn call(&self) {
-        // SAFETY: the region holds a single `ret` at offset 0 (write_ret_stub); calling it returns
-        // at once. If it is not executable the CPU faults, which the harness reports.
+        assert!(
+            self.ret_stub.load(Ordering::SeqCst),
+            "Region::call without a ret stub at offset 0"
+        );
+        // SAFETY: byte 0 holds a single `ret` (checked above: every safe path that writes byte 0
+        // clears the flag), so the call returns at once. If the page is not executable the CPU
+        // faults on the fetch, which the harness reports.
         unsafe {
             let f: extern "C" fn() = std::mem::transmute(self.ptr);
             f();
@@ -385,11 +542,85 @@ impl Region {
     }
 }
 
-/// Volatile read of the byte at `addr`, which must lie in a live mapping owned by the caller
-/// (e.g. a [`Region`] shared with another thread by address). A denied access faults and is
-/// handled by [`crate::fault`] or kills the forked case; an unmapped address does the same.
-pub fn read_byte_at(addr: usize) -> u8 {
-    // SAFETY: see the function doc: the worst outcome of a bad address is a reported fault.
+/// Memory a system call may write into (`read`, `pread`, `readv`, `recv`, `process_vm_*`): a
+/// range of a [`Region`] ([`Region::buf`]) or a Rust byte buffer, borrowed for `'a`. Made only
+/// from memory the caller owns, so a kernel write through it reaches nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct UserBuf<'a> {
+    addr: usize,
+    len: usize,
+    _owner: std::marker::PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> UserBuf<'a> {
+    /// A buffer at `addr` of `len` bytes.
+    ///
+    /// # Safety
+    /// The range must be memory the caller owns for `'a` that no Rust reference covers (e.g.
+    /// pages of an [`crate::arena::Arena`]), or that is not mapped at all.
+    pub unsafe fn from_raw(addr: usize, len: usize) -> UserBuf<'a> {
+        UserBuf {
+            addr,
+            len,
+            _owner: std::marker::PhantomData,
+        }
+    }
+
+    /// Start address.
+    pub fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `(address, length)`, for the side of a call that only reads.
+    pub fn raw(&self) -> (usize, usize) {
+        (self.addr, self.len)
+    }
+}
+
+impl<'a> From<&'a mut [u8]> for UserBuf<'a> {
+    fn from(s: &'a mut [u8]) -> UserBuf<'a> {
+        UserBuf {
+            addr: s.as_mut_ptr() as usize,
+            len: s.len(),
+            _owner: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Region {
+    /// `[off, off + len)` of the region as a buffer the kernel may write into (panics outside
+    /// the region). A buffer at offset 0 forgets the `ret` stub.
+    pub fn buf(&self, off: usize, len: usize) -> UserBuf<'_> {
+        let addr = self.span(off, len);
+        if off == 0 {
+            self.ret_stub.store(false, Ordering::SeqCst);
+        }
+        UserBuf {
+            addr,
+            len,
+            _owner: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Volatile read of the byte at `addr`. Safe callers read through a [`Region`] (shared with
+/// another thread by `Arc` or a scoped borrow).
+///
+/// # Safety
+/// `addr` must lie in a live mapping owned by the caller that no Rust reference covers. A denied
+/// access faults and is handled by [`crate::fault`] or kills the forked case.
+pub unsafe fn read_byte_at(addr: usize) -> u8 {
+    // SAFETY: the caller upholds the contract above.
     unsafe { (addr as *const u8).read_volatile() }
 }
 
@@ -401,32 +632,25 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 /// A memfd of `len` bytes (close-on-exec). The caller owns the returned fd.
-pub fn memfd(len: usize) -> Result<i32, String> {
-    // SAFETY: memfd_create with a static NUL-terminated name.
-    let fd = unsafe { libc::memfd_create(c"pkeys".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(format!("memfd_create: {}", Errno::last()));
-    }
-    // SAFETY: ftruncate on the new fd, closed again if that fails.
-    if unsafe { libc::ftruncate(fd, len as i64) } != 0 {
-        let e = Errno::last();
-        // SAFETY: as above.
-        unsafe { libc::close(fd) };
-        return Err(format!("ftruncate(memfd): {e}"));
-    }
-    Ok(fd)
+pub fn memfd(len: usize) -> Result<i32, MapError> {
+    use std::os::fd::IntoRawFd;
+    let fd = nix::sys::memfd::memfd_create(c"pkeys", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| MapError::sys("memfd_create", e))?;
+    // On failure the descriptor is closed when `fd` drops.
+    nix::unistd::ftruncate(&fd, len as i64).map_err(|e| MapError::sys("ftruncate(memfd)", e))?;
+    Ok(fd.into_raw_fd())
 }
 
-/// A temporary file of `len` bytes, already unlinked (created with `mkstemp` in `$TMPDIR` or
+/// A temporary file of `len` bytes, already unlinked (made with `tempfile` in `$TMPDIR` or
 /// `/tmp`). The caller owns the returned fd.
-pub fn temp_fd(len: usize) -> Result<i32, String> {
+pub fn temp_fd(len: usize) -> Result<i32, MapError> {
     temp_file(len)
 }
 
 impl Region {
     /// Map `len` bytes (rounded up to pages) of anonymous private memory with `prot` and extra
     /// `mmap` flags (e.g. `MAP_POPULATE`, `MAP_LOCKED`).
-    pub fn map_anon_with(len: usize, prot: i32, extra_flags: i32) -> Result<Region, String> {
+    pub fn map_anon_with(len: usize, prot: i32, extra_flags: i32) -> Result<Region, MapError> {
         let len = len.max(1).div_ceil(sys::page_size()) * sys::page_size();
         let ptr = map_raw(
             len,
@@ -434,13 +658,14 @@ impl Region {
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
             -1,
         )
-        .map_err(|e| format!("mmap anon (flags {extra_flags:#x}): {e}"))?;
+        .map_err(|e| MapError::sys(format!("mmap anon (flags {extra_flags:#x})"), e))?;
         Ok(Region {
             ptr,
             len,
             kind: Kind::Anon,
             shm: false,
             map_len: len,
+            ret_stub: AtomicBool::new(false),
         })
     }
 
@@ -483,6 +708,7 @@ impl Region {
             kind: self.kind,
             shm: false,
             map_len: new_len,
+            ret_stub: AtomicBool::new(self.ret_stub.load(Ordering::SeqCst)),
         };
         std::mem::forget(self);
         Ok(moved)
@@ -490,9 +716,9 @@ impl Region {
 
     /// `munmap` the region, then `mmap(MAP_FIXED)` fresh anonymous private memory (read-write) at
     /// the same address and length. The result owns the new mapping.
-    pub fn unmap_then_map_fixed(self) -> Result<Region, String> {
+    pub fn unmap_then_map_fixed(self) -> Result<Region, MapError> {
         if self.shm {
-            return Err("unmap_then_map_fixed: not for SysV shm".into());
+            return Err(MapError::NotForShm("unmap_then_map_fixed"));
         }
         let (addr, len) = (self.ptr, self.map_len);
         drop(self);
@@ -510,7 +736,7 @@ impl Region {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(format!("mmap(MAP_FIXED): {}", Errno::last()));
+            return Err(MapError::sys("mmap(MAP_FIXED)", Errno::last()));
         }
         Ok(Region {
             ptr: p.cast(),
@@ -518,6 +744,7 @@ impl Region {
             kind: Kind::Anon,
             shm: false,
             map_len: len,
+            ret_stub: AtomicBool::new(false),
         })
     }
 
@@ -543,6 +770,82 @@ impl Region {
             return Err(Errno::last());
         }
         self.kind = Kind::Anon;
+        self.ret_stub.store(false, Ordering::SeqCst);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+    #[test]
+    #[should_panic(expected = "without a ret stub")]
+    fn call_refuses_a_region_without_ret_stub() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        r.call();
+    }
+
+    #[test]
+    #[should_panic(expected = "without a ret stub")]
+    fn call_refuses_after_byte_0_is_overwritten() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        r.write_ret_stub();
+        r.write(0, 0x90);
+        r.call();
+    }
+
+    #[test]
+    #[should_panic(expected = "without a ret stub")]
+    fn call_refuses_after_private_contents_are_dropped() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        r.write_ret_stub();
+        r.madvise(libc::MADV_DONTNEED).unwrap();
+        r.call();
+    }
+
+    #[test]
+    fn call_runs_the_stub() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        r.write_ret_stub();
+        r.mprotect(libc::PROT_READ | libc::PROT_EXEC).unwrap();
+        r.call();
+    }
+
+    #[test]
+    #[should_panic(expected = "outside region")]
+    fn range_past_the_region_is_refused() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        let _ = r.mprotect_range(1, r.len(), RW);
+    }
+
+    #[test]
+    fn ranges_inside_the_region_reach_the_kernel() {
+        let pg = sys::page_size();
+        let r = Region::map(Kind::Anon, 3 * pg, RW).unwrap();
+        assert_eq!(r.mprotect_range(1, pg, RW), Err(Errno::EINVAL));
+        assert_eq!(r.mprotect_range(0, 0, RW), Ok(()));
+        r.munmap_range(pg, pg).unwrap();
+        assert_eq!(r.mprotect_range(0, 3 * pg, RW), Err(Errno::ENOMEM));
+        assert_eq!(sys::mprotect_top(pg, RW), Err(Errno::ENOMEM));
+    }
+
+    #[test]
+    #[should_panic(expected = "outside region")]
+    fn buffer_past_the_region_is_refused() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        let _ = r.buf(r.len() - 1, 2);
+    }
+
+    #[test]
+    fn kernel_reads_into_a_region_buffer() {
+        let r = Region::map(Kind::Anon, 1, RW).unwrap();
+        let (rd, wr) = nix::unistd::pipe().unwrap();
+        nix::unistd::write(&wr, &[7, 8, 9]).unwrap();
+        use std::os::fd::AsRawFd;
+        assert_eq!(sys::read_into(rd.as_raw_fd(), r.buf(1, 3)), Ok(3));
+        assert_eq!((r.read(0), r.read(1), r.read(3)), (0, 7, 9));
     }
 }

@@ -5,6 +5,7 @@
 //! context switch, a signal return, a system call) is caught wherever it happens. A mismatch is
 //! recorded and the case fails at its end even if it never looked again.
 
+use crate::pkey::{Pkey, Rights};
 use crate::sys::{self, Errno};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,13 +132,15 @@ pub const fn with_rights(pkru: u32, key: i32, rights: u32) -> u32 {
 }
 
 /// Set `key`'s rights in the current thread's PKRU (through the shadow).
-pub fn set_rights(key: i32, rights: u32) {
-    write(with_rights(read(), key, rights));
+pub fn set_rights(key: i32, rights: impl Into<Rights>) {
+    write(with_rights(read(), key, rights.into().bits()));
 }
 
 /// `pkey_alloc(flags, rights)` that keeps the shadow in step: the kernel writes the new key's
-/// rights into this thread's PKRU.
-pub fn alloc(flags: u32, rights: u32) -> Result<i32, Errno> {
+/// rights into this thread's PKRU. The key is freed when the [`Pkey`] drops; see
+/// [`Pkey::into_raw`] to keep it.
+pub fn alloc(flags: u32, rights: impl Into<Rights>) -> Result<Pkey, Errno> {
+    let rights = rights.into().bits();
     let before = SHADOW.with(|s| s.get());
     let key = sys::pkey_alloc_raw(flags, rights)?;
     if let Some(b) = before
@@ -145,7 +148,7 @@ pub fn alloc(flags: u32, rights: u32) -> Result<i32, Errno> {
     {
         SHADOW.with(|s| s.set(Some(with_rights(b, key, rights))));
     }
-    Ok(key)
+    Ok(Pkey::from_raw(key))
 }
 
 /// Format a PKRU value as the cases print it.

@@ -3,6 +3,7 @@
 //! The calls go through `syscall(2)` directly so that no libc wrapper (which may be absent or may
 //! filter arguments) stands between a case and the kernel.
 
+pub use crate::mem::UserBuf;
 pub use nix::errno::Errno;
 
 /// `pkey_mprotect` system call number on x86-64.
@@ -55,16 +56,20 @@ pub fn pkey_free(pkey: i32) -> Result<(), Errno> {
     ret(unsafe { libc::syscall(SYS_PKEY_FREE, pkey as libc::c_long) }).map(drop)
 }
 
-/// `pkey_mprotect(addr, len, prot, pkey)` on an arbitrary address.
+/// `pkey_mprotect(addr, len, prot, pkey)` on an arbitrary address. Safe callers use
+/// [`crate::mem::Region::pkey_mprotect`] and its range variants, or [`pkey_mprotect_top`].
 ///
-/// Changing the protection of memory the caller does not own is memory-unsafe in general, but the
-/// kernel validates the range; the cases only pass ranges of their own mappings, or deliberately
-/// invalid ones (unaligned, unmapped) that the kernel must refuse.
+/// # Safety
+/// Every mapping in `[addr, addr + len)` (rounded up to pages) must belong to the caller, and no
+/// Rust reference may point into it: taking the rights away from memory that Rust code reads
+/// (a stack, the heap, a static) makes a later access fault or, with `PROT_EXEC` and no read,
+/// makes data unreadable under the compiler's nose. Unaligned, unmapped or wrapping ranges are
+/// refused by the kernel and change nothing.
 ///
 /// # References
 /// pkey_mprotect(2), mprotect(2).
-pub fn pkey_mprotect(addr: usize, len: usize, prot: i32, pkey: i32) -> Result<(), Errno> {
-    // SAFETY: the kernel validates the range; see the function doc for the contract.
+pub unsafe fn pkey_mprotect(addr: usize, len: usize, prot: i32, pkey: i32) -> Result<(), Errno> {
+    // SAFETY: the caller upholds the contract above; the call passes integers only.
     ret(unsafe {
         libc::syscall(
             SYS_PKEY_MPROTECT,
@@ -77,16 +82,39 @@ pub fn pkey_mprotect(addr: usize, len: usize, prot: i32, pkey: i32) -> Result<()
     .map(drop)
 }
 
-/// `mprotect(addr, len, prot)` as a raw system call (same contract as [`pkey_mprotect`]).
-pub fn mprotect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
-    // SAFETY: the kernel validates the range; see pkey_mprotect.
+/// `mprotect(addr, len, prot)` as a raw system call.
+///
+/// # Safety
+/// As for [`pkey_mprotect`].
+pub unsafe fn mprotect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
+    // SAFETY: the caller upholds pkey_mprotect's contract.
     ret(unsafe { libc::syscall(libc::SYS_mprotect, addr, len, prot as libc::c_ulong) }).map(drop)
+}
+
+/// The last page of the address space (`usize::MAX` rounded down to a page): never user memory
+/// (x86-64 user space ends at 2^47, or 2^56 with 5-level paging), so a range starting there is
+/// one the kernel must refuse (ENOMEM: past the end, or wrapping).
+pub fn top_page() -> usize {
+    usize::MAX & !(page_size() - 1)
+}
+
+/// `pkey_mprotect(top_page(), len, prot, pkey)`: a range past the end of the address space,
+/// which the kernel refuses without changing anything.
+pub fn pkey_mprotect_top(len: usize, prot: i32, pkey: i32) -> Result<(), Errno> {
+    // SAFETY: the range starts above user space: no mapping there belongs to anyone, so nothing
+    // can change (see `top_page`).
+    unsafe { pkey_mprotect(top_page(), len, prot, pkey) }
+}
+
+/// `mprotect(top_page(), len, prot)` (see [`pkey_mprotect_top`]).
+pub fn mprotect_top(len: usize, prot: i32) -> Result<(), Errno> {
+    // SAFETY: as in `pkey_mprotect_top`.
+    unsafe { mprotect(top_page(), len, prot) }
 }
 
 /// The current thread id.
 pub fn gettid() -> i32 {
-    // SAFETY: gettid has no arguments and cannot fail.
-    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+    nix::unistd::gettid().as_raw()
 }
 
 /// Base page size.
@@ -117,15 +145,16 @@ fn ret_len(r: isize) -> Result<usize, Errno> {
     }
 }
 
-/// `read(fd, buf, len)` into raw memory (the kernel checks the buffer and the rights on it).
-pub fn read_into(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> {
-    // SAFETY: the kernel validates the destination; callers pass memory of their own regions.
-    ret_len(unsafe { libc::read(fd, buf.cast(), len) })
+/// `read(fd, buf, len)` into memory the caller owns (the kernel checks the rights on it).
+pub fn read_into(fd: i32, buf: UserBuf<'_>) -> Result<usize, Errno> {
+    // SAFETY: `buf` is memory the caller owns (see UserBuf); the kernel validates it.
+    ret_len(unsafe { libc::read(fd, buf.addr() as *mut libc::c_void, buf.len()) })
 }
 
-/// `write(fd, buf, len)` from raw memory.
+/// `write(fd, buf, len)` from raw memory. Safe with any address: the kernel only reads the
+/// source (and validates it: a bad one is EFAULT).
 pub fn write_from(fd: i32, buf: *const u8, len: usize) -> Result<usize, Errno> {
-    // SAFETY: the kernel validates the source buffer.
+    // SAFETY: the kernel only reads the source buffer, and validates it.
     ret_len(unsafe { libc::write(fd, buf.cast(), len) })
 }
 
@@ -135,7 +164,8 @@ pub fn close(fd: i32) {
     unsafe { libc::close(fd) };
 }
 
-/// `vmsplice(fd, {buf, len}, 1, SPLICE_F_GIFT)`.
+/// `vmsplice(fd, {buf, len}, 1, SPLICE_F_GIFT)` into a pipe: the kernel only reads the source
+/// (and validates it), so any address is safe.
 pub fn vmsplice_gift(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> {
     let iov = libc::iovec {
         iov_base: buf.cast(),
@@ -145,7 +175,8 @@ pub fn vmsplice_gift(fd: i32, buf: *mut u8, len: usize) -> Result<usize, Errno> 
     ret_len(unsafe { libc::vmsplice(fd, &iov, 1, libc::SPLICE_F_GIFT) })
 }
 
-/// `futex(word, FUTEX_WAIT, expected, NULL)`.
+/// `futex(word, FUTEX_WAIT, expected, NULL)`. The kernel only reads the word (and validates the
+/// address), so any address is safe.
 pub fn futex_wait(word: usize, expected: u32) -> Result<i32, Errno> {
     crate::features::touch(crate::features::Feature::Futex);
     // SAFETY: the kernel reads the word (checking access) and may sleep; no timeout pointer.
@@ -162,24 +193,31 @@ pub fn futex_wait(word: usize, expected: u32) -> Result<i32, Errno> {
     })
 }
 
-/// `madvise(addr, len, advice)`.
-pub fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
+/// `madvise(addr, len, advice)`. Safe callers use [`crate::mem::Region::madvise`].
+///
+/// # Safety
+/// Every mapping in the range must belong to the caller, and no Rust reference may point into
+/// it: advice such as `MADV_DONTNEED` or `MADV_REMOVE` drops the contents.
+pub unsafe fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
     crate::features::touch(crate::features::Feature::Madvise);
     if advice == libc::MADV_MERGEABLE || advice == libc::MADV_UNMERGEABLE {
         crate::features::touch(crate::features::Feature::Ksm);
     }
-    // SAFETY: the kernel validates the range; MADV_DONTNEED on the caller's own mapping only drops
-    // page contents the caller chose to drop.
+    // SAFETY: the caller upholds the contract above.
     ret(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) } as libc::c_long).map(drop)
 }
 
 /// `mseal` system call number (6.10+).
 pub const SYS_MSEAL: libc::c_long = 462;
 
-/// `mseal(addr, len, 0)`.
-pub fn mseal(addr: usize, len: usize) -> Result<(), Errno> {
+/// `mseal(addr, len, 0)`. Safe callers use [`crate::mem::Region::mseal`].
+///
+/// # Safety
+/// Every mapping in the range must belong to the caller: a sealed mapping can no longer be
+/// unmapped or changed, so its owner can no longer free or reuse it (the owner leaks it).
+pub unsafe fn mseal(addr: usize, len: usize) -> Result<(), Errno> {
     crate::features::touch(crate::features::Feature::Mseal);
-    // SAFETY: sealing only restricts later changes to the caller's own mapping.
+    // SAFETY: the caller upholds the contract above.
     ret(unsafe { libc::syscall(SYS_MSEAL, addr, len, 0usize) }).map(drop)
 }
 
@@ -212,34 +250,49 @@ pub fn print_pkru_if_requested() {
     }
 }
 
-/// `munmap(addr, len)` of part of a mapping the caller owns (the owner must not use it after).
-pub fn munmap(addr: usize, len: usize) -> Result<(), Errno> {
-    // SAFETY: the caller unmaps a range of its own mapping and no longer accesses it.
+/// `munmap(addr, len)`. Safe callers use [`crate::mem::Region::munmap_range`].
+///
+/// # Safety
+/// The range must be (part of) a mapping the caller owns, and nothing may access it afterwards
+/// through any path that assumes it is still mapped.
+pub unsafe fn munmap(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller upholds the contract above.
     ret(unsafe { libc::munmap(addr as *mut libc::c_void, len) } as libc::c_long).map(drop)
 }
 
-/// `mlock(addr, len)`.
-pub fn mlock(addr: usize, len: usize) -> Result<(), Errno> {
-    // SAFETY: the kernel validates the range; locking pages changes no memory contents.
+/// `mlock(addr, len)`. Safe callers use [`crate::mem::Region::mlock_range`].
+///
+/// # Safety
+/// The range should be the caller's own memory: locking faults pages in (reading them through
+/// the kernel) and pins them; it changes no contents.
+pub unsafe fn mlock(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller upholds the contract above.
     ret(unsafe { libc::mlock(addr as *const libc::c_void, len) } as libc::c_long).map(drop)
 }
 
 /// `mlock2(addr, len, flags)` as a raw system call (`MLOCK_ONFAULT` = 1).
-pub fn mlock2(addr: usize, len: usize, flags: u32) -> Result<(), Errno> {
-    // SAFETY: as in `mlock`; the flags are integers.
+///
+/// # Safety
+/// As for [`mlock`].
+pub unsafe fn mlock2(addr: usize, len: usize, flags: u32) -> Result<(), Errno> {
+    // SAFETY: the caller upholds mlock's contract; the flags are integers.
     ret(unsafe { libc::syscall(libc::SYS_mlock2, addr, len, flags as libc::c_ulong) }).map(drop)
 }
 
-/// `pread(fd, buf, len, off)` into raw memory (the kernel checks the buffer and the rights on it).
-pub fn pread_into(fd: i32, buf: *mut u8, len: usize, off: i64) -> Result<usize, Errno> {
-    // SAFETY: the kernel validates the destination; callers pass memory of their own regions.
-    ret_len(unsafe { libc::pread(fd, buf.cast(), len, off) })
+/// `pread(fd, buf, len, off)` into memory the caller owns (the kernel checks the rights on it).
+pub fn pread_into(fd: i32, buf: UserBuf<'_>, off: i64) -> Result<usize, Errno> {
+    // SAFETY: `buf` is memory the caller owns (see UserBuf); the kernel validates it.
+    ret_len(unsafe { libc::pread(fd, buf.addr() as *mut libc::c_void, buf.len(), off) })
 }
 
-/// `pwrite(fd, buf, len, off)` from raw memory.
+/// `pwrite(fd, buf, len, off)` from raw memory (only read, as in [`write_from`]).
 pub fn pwrite_from(fd: i32, buf: *const u8, len: usize, off: i64) -> Result<usize, Errno> {
     // SAFETY: the kernel validates the source buffer.
     ret_len(unsafe { libc::pwrite(fd, buf.cast(), len, off) })
+}
+
+fn raw_parts(parts: &[UserBuf<'_>]) -> Vec<(usize, usize)> {
+    parts.iter().map(|b| (b.addr(), b.len())).collect()
 }
 
 fn iovecs(parts: &[(usize, usize)]) -> Vec<libc::iovec> {
@@ -252,31 +305,31 @@ fn iovecs(parts: &[(usize, usize)]) -> Vec<libc::iovec> {
         .collect()
 }
 
-/// `readv(fd, iov)` where each part is `(address, length)` of the caller's memory.
-pub fn readv_into(fd: i32, parts: &[(usize, usize)]) -> Result<usize, Errno> {
-    let iov = iovecs(parts);
+/// `readv(fd, iov)` into buffers the caller owns.
+pub fn readv_into(fd: i32, parts: &[UserBuf<'_>]) -> Result<usize, Errno> {
+    let iov = iovecs(&raw_parts(parts));
     // SAFETY: the iovecs describe caller memory; the kernel validates each one.
     ret_len(unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as i32) })
 }
 
-/// `writev(fd, iov)` where each part is `(address, length)` of the caller's memory.
+/// `writev(fd, iov)` where each part is `(address, length)`: only read, as in [`write_from`].
 pub fn writev_from(fd: i32, parts: &[(usize, usize)]) -> Result<usize, Errno> {
     let iov = iovecs(parts);
     // SAFETY: the iovecs describe caller memory, which the kernel only reads (and validates).
     ret_len(unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) })
 }
 
-/// `recv(fd, buf, len, flags)` into raw memory.
-pub fn recv_into(fd: i32, buf: *mut u8, len: usize, flags: i32) -> Result<usize, Errno> {
-    // SAFETY: the kernel validates the destination; callers pass memory of their own regions.
-    ret_len(unsafe { libc::recv(fd, buf.cast(), len, flags) })
+/// `recv(fd, buf, len, flags)` into memory the caller owns.
+pub fn recv_into(fd: i32, buf: UserBuf<'_>, flags: i32) -> Result<usize, Errno> {
+    // SAFETY: `buf` is memory the caller owns (see UserBuf); the kernel validates it.
+    ret_len(unsafe { libc::recv(fd, buf.addr() as *mut libc::c_void, buf.len(), flags) })
 }
 
 /// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
 pub fn socketpair_stream() -> Result<(i32, i32), Errno> {
     crate::features::touch(crate::features::Feature::UnixSockets);
     let mut fds = [0i32; 2];
-    // SAFETY: socketpair with a valid two-element array.
+    // SAFETY: socketpair with a valid two-element array (nix's socket API is not enabled here).
     let r = unsafe {
         libc::socketpair(
             libc::AF_UNIX,
@@ -304,31 +357,35 @@ pub fn fstat_size(fd: i32) -> Result<i64, Errno> {
     }
 }
 
-/// `process_vm_readv(pid, local, remote, 0)`; each part is `(address, length)`. The local parts
-/// are the caller's memory, the remote ones addresses in `pid`.
+/// `process_vm_readv(pid, local, remote, 0)`. The local parts (written) are buffers the caller
+/// owns; the remote ones `(address, length)` in `pid`, only read.
 pub fn process_vm_readv(
     pid: i32,
-    local: &[(usize, usize)],
+    local: &[UserBuf<'_>],
     remote: &[(usize, usize)],
 ) -> Result<usize, Errno> {
     crate::features::touch(crate::features::Feature::ProcessVm);
-    let (l, r) = (iovecs(local), iovecs(remote));
-    // SAFETY: the local iovecs describe caller memory; the kernel validates both sides.
+    let (l, r) = (iovecs(&raw_parts(local)), iovecs(remote));
+    // SAFETY: the local iovecs are memory the caller owns; the remote side is only read; the
+    // kernel validates both.
     ret_len(unsafe {
         libc::process_vm_readv(pid, l.as_ptr(), l.len() as _, r.as_ptr(), r.len() as _, 0)
     })
 }
 
-/// `process_vm_writev(pid, local, remote, 0)` (see [`process_vm_readv`]).
+/// `process_vm_writev(pid, local, remote, 0)`: the local parts `(address, length)` are only
+/// read; the remote ones, written, are buffers the caller owns, at the same addresses in `pid`
+/// (this process, or a fork of it, or its parent before the fork, which share the layout).
 pub fn process_vm_writev(
     pid: i32,
     local: &[(usize, usize)],
-    remote: &[(usize, usize)],
+    remote: &[UserBuf<'_>],
 ) -> Result<usize, Errno> {
     crate::features::touch(crate::features::Feature::ProcessVm);
-    let (l, r) = (iovecs(local), iovecs(remote));
-    // SAFETY: the local iovecs describe caller memory; the kernel validates both sides. A write
-    // into this process's own memory only touches ranges of the caller's regions.
+    let (l, r) = (iovecs(local), iovecs(&raw_parts(remote)));
+    // SAFETY: the local side is only read; the remote side, written, is memory the caller owns
+    // here, so a write into this very process stays inside it, and a write into another
+    // process is no memory of this one.
     ret_len(unsafe {
         libc::process_vm_writev(pid, l.as_ptr(), l.len() as _, r.as_ptr(), r.len() as _, 0)
     })
@@ -336,14 +393,12 @@ pub fn process_vm_writev(
 
 /// `getpid()`.
 pub fn getpid() -> i32 {
-    // SAFETY: getpid cannot fail.
-    unsafe { libc::getpid() }
+    nix::unistd::getpid().as_raw()
 }
 
 /// `getppid()`.
 pub fn getppid() -> i32 {
-    // SAFETY: getppid cannot fail.
-    unsafe { libc::getppid() }
+    nix::unistd::getppid().as_raw()
 }
 
 /// `prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY)`: let any process (under Yama's ptrace_scope=1, a
@@ -365,13 +420,13 @@ pub fn default_signal(sig: i32) {
 
 /// `setrlimit(RLIMIT_CORE, unlimited)`.
 pub fn core_limit_unlimited() -> Result<(), Errno> {
+    use nix::sys::resource::{Resource, setrlimit};
     crate::features::touch(crate::features::Feature::CoreDump);
-    let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads a valid rlimit struct.
-    ret(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) } as libc::c_long).map(drop)
+    setrlimit(
+        Resource::RLIMIT_CORE,
+        libc::RLIM_INFINITY,
+        libc::RLIM_INFINITY,
+    )
 }
 
 /// Probe for [`crate::features`]: `socket(AF_UNIX, SOCK_STREAM)`, closed at once.
@@ -399,12 +454,9 @@ pub fn probe_shmget() -> Result<(), Errno> {
 
 /// Probe for [`crate::features`]: `memfd_create`, closed at once.
 pub fn probe_memfd() -> Result<(), Errno> {
-    // SAFETY: a NUL-terminated name; the descriptor is closed right after.
-    let fd = ret(
-        unsafe { libc::memfd_create(c"pkeys-probe".as_ptr(), libc::MFD_CLOEXEC) } as libc::c_long,
-    )?;
-    close(fd);
-    Ok(())
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    // Closed when the descriptor drops.
+    memfd_create(c"pkeys-probe", MFdFlags::MFD_CLOEXEC).map(drop)
 }
 
 /// Probe for [`crate::features`]: `process_vm_readv` of no iovec from this process.

@@ -32,13 +32,14 @@ pub fn check_image(path: &Path) -> Result<()> {
             path.display()
         );
     }
-    let mut head = [0u8; 0x206];
+    let mut head = [0u8; HDRS_OFFSET as usize + 4];
     let mut file = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("kernel image {}: {e}", path.display()))?;
     let n = read_up_to(&mut file, &mut head)?;
-    if n < head.len() || &head[0x202..0x206] != b"HdrS" {
+    let magic = HDRS_OFFSET as usize..HDRS_OFFSET as usize + 4;
+    if n < head.len() || head[magic] != *b"HdrS" {
         bail!(
-            "not a kernel image: {} (no x86 boot-protocol magic \"HdrS\" at offset 0x202)",
+            "not a kernel image: {} (no x86 boot-protocol magic \"HdrS\" at offset {HDRS_OFFSET:#x})",
             path.display()
         );
     }

@@ -5,7 +5,7 @@
 use pkeys_harness::arena::{Arena, Backing, ProbeFault};
 use pkeys_harness::child::{self, ChildResult, Ended, Handlers};
 use pkeys_harness::sys::{self, Errno};
-use pkeys_harness::{Ctx, pkru};
+use pkeys_harness::{Ctx, Pkey, pkru};
 use pkeys_model::obs::Segv;
 use pkeys_model::{Key, MapKind, Observed, Op, Outcome, Step};
 
@@ -101,7 +101,7 @@ fn probed<T>(arena: &Arena, r: Result<T, ProbeFault>, ok: impl FnOnce(T) -> Outc
 /// Run one step (and a fork's or thread's sub-steps) and report its observation.
 fn run_step(ctx: &mut Ctx, arena: &Arena, step: &Step) {
     let outcome = match &step.op {
-        Op::Alloc { rights } => Outcome::Ret(ret(pkru::alloc(0, *rights))),
+        Op::Alloc { rights } => Outcome::Ret(ret(pkru::alloc(0, *rights).map(Pkey::into_raw))),
         Op::Free { key: k } => done(sys::pkey_free(key(k))),
         Op::PkeyMprotect {
             first,

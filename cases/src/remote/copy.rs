@@ -4,7 +4,7 @@
 use super::{AD, N, no_signal, protected};
 use crate::util::sysfail;
 use pkeys_harness::fault::{self, Fix};
-use pkeys_harness::mem::temp_fd;
+use pkeys_harness::mem::{UserBuf, temp_fd};
 use pkeys_harness::sys::{self, Errno};
 use pkeys_harness::{Ctx, Outcome, Stop, check_eq, pkru};
 
@@ -25,7 +25,7 @@ fn drain(fd: i32) -> Result<Vec<u8>, Stop> {
     if n > 0 {
         let got = sysfail(
             "read (plain buffer)",
-            sys::read_into(fd, buf.as_mut_ptr(), n),
+            sys::read_into(fd, buf.as_mut_slice().into()),
         )?;
         buf.truncate(got);
     }
@@ -59,7 +59,7 @@ pub(super) fn pipe_read_into(ctx: &mut Ctx, rights: u32) -> Outcome {
     let (r, key) = protected(ctx, rights, 0)?;
     let (rd, wr) = pipe_with(N)?;
     let ret = no_signal("read() into the protected buffer", || {
-        sys::read_into(rd, r.ptr(0), N)
+        sys::read_into(rd, r.buf(0, N))
     });
     ctx.diag(format!("key {key} rights {rights}: read = {ret:?}"));
     let left = drain(rd);
@@ -74,7 +74,7 @@ pub(super) fn pipe_read_into(ctx: &mut Ctx, rights: u32) -> Outcome {
 
 /// A temporary file holding `N` bytes 0x5a.
 fn file_with_data() -> Result<i32, Stop> {
-    let fd = temp_fd(0).map_err(Stop::Fail)?;
+    let fd = temp_fd(0).map_err(crate::util::map_failed)?;
     let data = [0x5au8; N];
     let n = sysfail("pwrite", sys::pwrite_from(fd, data.as_ptr(), N, 0))?;
     check_eq!(n, N, "bytes written to the temporary file");
@@ -86,7 +86,7 @@ pub(super) fn pread_into(ctx: &mut Ctx, rights: u32) -> Outcome {
     let (r, key) = protected(ctx, rights, 0)?;
     let fd = file_with_data()?;
     let ret = no_signal("pread() into the protected buffer", || {
-        sys::pread_into(fd, r.ptr(0), N, 0)
+        sys::pread_into(fd, r.buf(0, N), 0)
     });
     ctx.diag(format!("key {key} rights {rights}: pread = {ret:?}"));
     sys::close(fd);
@@ -111,7 +111,7 @@ pub(super) fn pwrite_from(ctx: &mut Ctx, rights: u32) -> Outcome {
     ctx.diag(format!("key {key} rights {rights}: pwrite = {ret:?}"));
     let size = sys::fstat_size(fd);
     let mut back = [0u8; N];
-    let read_back = sys::pread_into(fd, back.as_mut_ptr(), N, N as i64);
+    let read_back = sys::pread_into(fd, back.as_mut_slice().into(), N as i64);
     sys::close(fd);
     let ret = ret?;
     if rights == AD {
@@ -131,7 +131,7 @@ pub(super) fn readv_into(ctx: &mut Ctx, rights: u32) -> Outcome {
     let (r, key) = protected(ctx, rights, 0)?;
     let (rd, wr) = pipe_with(N)?;
     let ret = no_signal("readv() into the protected buffer", || {
-        sys::readv_into(rd, &[(r.addr(), N)])
+        sys::readv_into(rd, &[r.buf(0, N)])
     });
     ctx.diag(format!("key {key} rights {rights}: readv = {ret:?}"));
     let left = drain(rd);
@@ -155,9 +155,9 @@ pub(super) fn readv_partial(ctx: &mut Ctx) -> Outcome {
     let (r, key) = protected(ctx, AD, 0)?;
     let (rd, wr) = pipe_with(N)?;
     let mut plain = vec![0u8; N / 2];
-    let pa = plain.as_mut_ptr() as usize;
+    let pa = UserBuf::from(plain.as_mut_slice());
     let ret = no_signal("readv() with a protected second iovec", || {
-        sys::readv_into(rd, &[(pa, N / 2), (r.addr(), N / 2)])
+        sys::readv_into(rd, &[pa, r.buf(0, N / 2)])
     });
     ctx.diag(format!("key {key}: readv([plain 32, AD 32]) = {ret:?}"));
     let left = drain(rd);
@@ -184,15 +184,15 @@ pub(super) fn readv_partial_file(ctx: &mut Ctx) -> Outcome {
     let (r, key) = protected(ctx, AD, 0)?;
     let fd = file_with_data()?;
     let mut plain = vec![0u8; N / 2];
-    let pa = plain.as_mut_ptr() as usize;
+    let pa = UserBuf::from(plain.as_mut_slice());
     let ret = no_signal("readv() with a protected second iovec", || {
-        sys::readv_into(fd, &[(pa, N / 2), (r.addr(), N / 2)])
+        sys::readv_into(fd, &[pa, r.buf(0, N / 2)])
     });
     ctx.diag(format!(
         "key {key}: readv(file, [plain 32, AD 32]) = {ret:?}"
     ));
     let mut rest = vec![0u8; N];
-    let next = sys::read_into(fd, rest.as_mut_ptr(), N);
+    let next = sys::read_into(fd, rest.as_mut_slice().into());
     sys::close(fd);
     check_eq!(ret?, Ok(N / 2), "readv() with a protected second iovec");
     check_eq!(plain, vec![0x5au8; N / 2], "plain iovec contents");
@@ -237,7 +237,7 @@ pub(super) fn recv_into(ctx: &mut Ctx, rights: u32) -> Outcome {
     let data = [0x66u8; N];
     let sent = sys::write_from(b, data.as_ptr(), N);
     let ret = no_signal("recv() into the protected buffer", || {
-        sys::recv_into(a, r.ptr(0), N, 0)
+        sys::recv_into(a, r.buf(0, N), 0)
     });
     ctx.diag(format!("key {key} rights {rights}: recv = {ret:?}"));
     let left = drain(a);

@@ -1,6 +1,7 @@
 //! `process_vm_readv`/`process_vm_writev` from the process itself and from a child.
 
 use super::{AD, N, no_signal, protected};
+use pkeys_harness::mem::UserBuf;
 use pkeys_harness::sys::{self, Errno};
 use pkeys_harness::{Ctx, Outcome, check_eq, pkru};
 
@@ -14,17 +15,17 @@ pub(super) fn pvm_self(ctx: &mut Ctx, write: bool, local_protected: bool) -> Out
     let (r, key) = protected(ctx, AD, 0x77)?;
     let mut plain = vec![if write { 0x99u8 } else { 0 }; N];
     let pid = sys::getpid();
-    let (pl, pr) = (plain.as_mut_ptr() as usize, r.addr());
+    let (pl, pr) = (UserBuf::from(plain.as_mut_slice()), r.buf(0, N));
     let (local, remote) = if local_protected {
-        ([(pr, N)], [(pl, N)])
+        ([pr], [pl])
     } else {
-        ([(pl, N)], [(pr, N)])
+        ([pl], [pr])
     };
     let ret = no_signal("process_vm_* on self", || {
         if write {
-            sys::process_vm_writev(pid, &local, &remote)
+            sys::process_vm_writev(pid, &local.map(|b| b.raw()), &remote)
         } else {
-            sys::process_vm_readv(pid, &local, &remote)
+            sys::process_vm_readv(pid, &local, &remote.map(|b| b.raw()))
         }
     })?;
     let call = if write {
@@ -60,7 +61,7 @@ pub(super) fn pvm_self(ctx: &mut Ctx, write: bool, local_protected: bool) -> Out
 pub(super) fn pvm_child(ctx: &mut Ctx, write: bool) -> Outcome {
     let (r, key) = protected(ctx, AD, 0x88)?;
     let _ = sys::set_ptracer_any();
-    let remote = [(r.addr(), N)];
+    let remote = [r.buf(0, N)];
     let call = if write {
         "process_vm_writev"
     } else {
@@ -69,11 +70,14 @@ pub(super) fn pvm_child(ctx: &mut Ctx, write: bool) -> Outcome {
     crate::util::in_child(ctx, "child", |_| {
         let parent = sys::getppid();
         let mut buf = vec![if write { 0xabu8 } else { 0 }; N];
-        let local = [(buf.as_mut_ptr() as usize, N)];
         let ret = if write {
-            sys::process_vm_writev(parent, &local, &remote)
+            sys::process_vm_writev(parent, &[(buf.as_ptr() as usize, N)], &remote)
         } else {
-            sys::process_vm_readv(parent, &local, &remote)
+            sys::process_vm_readv(
+                parent,
+                &[buf.as_mut_slice().into()],
+                &remote.map(|b| b.raw()),
+            )
         };
         check_eq!(ret, Ok(N), "{call} of the parent's AD region");
         if !write {

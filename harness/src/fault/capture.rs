@@ -26,7 +26,15 @@ pub struct Capture {
 }
 
 static ARMED: AtomicBool = AtomicBool::new(false);
-static FIX_MODE: AtomicU32 = AtomicU32::new(0);
+/// How the armed handler fixes a fault: one of the `FIX_*` values (an atomic, as the handler reads
+/// it; [`Fix`] is what callers pass).
+static FIX_MODE: AtomicU32 = AtomicU32::new(FIX_NONE);
+/// No capture has set a fix.
+const FIX_NONE: u32 = 0;
+/// [`Fix::AllowKey`]: clear the faulting key's rights in the saved PKRU.
+const FIX_ALLOW_KEY: u32 = 1;
+/// [`Fix::SetPkru`]: replace the saved PKRU with `FIX_VALUE`.
+const FIX_SET_PKRU: u32 = 2;
 static FIX_VALUE: AtomicU32 = AtomicU32::new(0);
 
 pub(super) extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -44,10 +52,10 @@ pub(super) extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut
         return;
     }
     let new = match (FIX_MODE.load(Ordering::Relaxed), saved) {
-        (1, Some(s)) if code == crate::sys::SEGV_PKUERR && pkey < 16 => {
+        (FIX_ALLOW_KEY, Some(s)) if code == crate::sys::SEGV_PKUERR && pkey < 16 => {
             Some(pkru::with_rights(s, pkey as i32, 0))
         }
-        (2, Some(_)) => Some(FIX_VALUE.load(Ordering::Relaxed)),
+        (FIX_SET_PKRU, Some(_)) => Some(FIX_VALUE.load(Ordering::Relaxed)),
         _ => None,
     };
     let off = PKRU_OFFSET.load(Ordering::Relaxed);
@@ -73,10 +81,10 @@ pub fn capture(fix: Fix, f: impl FnOnce()) -> Capture {
     install(libc::SIGSEGV, on_segv, libc::SA_ONSTACK);
     reset();
     match fix {
-        Fix::AllowKey => FIX_MODE.store(1, Ordering::SeqCst),
+        Fix::AllowKey => FIX_MODE.store(FIX_ALLOW_KEY, Ordering::SeqCst),
         Fix::SetPkru(v) => {
             FIX_VALUE.store(v, Ordering::SeqCst);
-            FIX_MODE.store(2, Ordering::SeqCst);
+            FIX_MODE.store(FIX_SET_PKRU, Ordering::SeqCst);
         }
     }
     ARMED.store(true, Ordering::SeqCst);
