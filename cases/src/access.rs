@@ -15,6 +15,7 @@ use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD, SEGV_PKUERR};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Pkey, Stop, check_eq, check_pkru, pkru};
+use pkeys_harness::{case, case_id};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Op {
@@ -49,7 +50,7 @@ pub fn cases() -> Vec<Case> {
             ] {
                 for kind in Kind::ALL {
                     let needs = crate::util::needs_for(kind);
-                    let id = format!("access::{opn}_{rn}{suffix}::{}", kind.name());
+                    let id = case_id!("{opn}_{rn}{suffix}::{}", kind.name());
                     v.push(Case::new(id, needs, move |c| {
                         access(c, op, rights, populate, kind)
                     }));
@@ -58,8 +59,8 @@ pub fn cases() -> Vec<Case> {
         }
     }
     v.push(per_key_matrix_case());
-    v.push(Case::new(
-        "access::rounds_in_one_process",
+    v.push(case!(
+        "rounds_in_one_process",
         Needs::PKEYS
             .hugetlb()
             .feature(Feature::Thp)
@@ -227,7 +228,7 @@ pub(crate) fn access(
 /// allowing only key `i` (read-only, then read-write) makes every read and write of every region
 /// fault exactly when the matrix says so, with the region's key in `si_pkey`.
 pub fn per_key_matrix_case() -> Case {
-    Case::new("access::per_key_matrix", Needs::PKEYS, per_key_matrix)
+    case!("per_key_matrix", Needs::PKEYS, per_key_matrix)
 }
 
 fn per_key_matrix(ctx: &mut Ctx) -> Outcome {

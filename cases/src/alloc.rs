@@ -5,6 +5,7 @@
 //! sets the rights in the calling thread".
 
 use crate::util::sysfail;
+use pkeys_harness::case;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check, check_eq, check_pkru, pkru};
@@ -12,10 +13,10 @@ use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check, check_eq, check_p
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("alloc::round_trip", Needs::PKEYS, round_trip),
-        Case::new("alloc::exhaust", Needs::PKEYS, |c| exhaust(c, false)),
-        Case::new(
-            "alloc::exhaust::with_exec_only_key",
+        case!("round_trip", Needs::PKEYS, round_trip),
+        case!("exhaust", Needs::PKEYS, |c| exhaust(c, false)),
+        case!(
+            "exhaust::with_exec_only_key",
             Needs::PKEYS.feature(Feature::Smaps),
             |c| exhaust(c, true),
         ),

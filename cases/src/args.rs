@@ -7,6 +7,7 @@
 //! `pkey_free` nor `pkey_mprotect` accepts it; `pkey_free(0)` succeeds since 4.17 (2fa9d1cfaf0e).
 
 use crate::util::{forkfail, mapped, smaps_pkey, sysfail};
+use pkeys_harness::case;
 use pkeys_harness::child;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno};
@@ -19,12 +20,12 @@ const PROT_SEM: i32 = 0x8;
 pub fn cases() -> Vec<Case> {
     let smaps = Needs::PKEYS.feature(Feature::Smaps);
     vec![
-        Case::new("args::alloc_flags", Needs::PKEYS, alloc_flags),
-        Case::new("args::alloc_rights", Needs::PKEYS, alloc_rights),
-        Case::new("args::mprotect_range", smaps, mprotect_range),
-        Case::new("args::mprotect_prot", smaps, mprotect_prot),
-        Case::new("args::exec_only_key_is_not_allocated", smaps, exec_only_key),
-        Case::new("args::free_key_0", Needs::PKEYS, free_key_0),
+        case!("alloc_flags", Needs::PKEYS, alloc_flags),
+        case!("alloc_rights", Needs::PKEYS, alloc_rights),
+        case!("mprotect_range", smaps, mprotect_range),
+        case!("mprotect_prot", smaps, mprotect_prot),
+        case!("exec_only_key_is_not_allocated", smaps, exec_only_key),
+        case!("free_key_0", Needs::PKEYS, free_key_0),
     ]
 }
 

@@ -4,6 +4,7 @@
 //! check that `pkey_mprotect` with key -1 is `mprotect`; runs on every machine, with or without PKU.
 
 use crate::util::{maps_perms, smaps_pkey};
+use pkeys_harness::case;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check_eq};
@@ -11,13 +12,13 @@ use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check_eq};
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new(
-            "compat::pkey_minus_one_is_mprotect::prot",
+        case!(
+            "pkey_minus_one_is_mprotect::prot",
             Needs::NONE.feature(Feature::Smaps),
             same_protections,
         ),
-        Case::new(
-            "compat::pkey_minus_one_is_mprotect::errors",
+        case!(
+            "pkey_minus_one_is_mprotect::errors",
             Needs::NONE,
             same_errors,
         ),

@@ -6,6 +6,7 @@
 //! execute-only key).
 
 use crate::util::{expect_one_pkey_fault, init_pkru, smaps_pkey, sysfail};
+use pkeys_harness::case;
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, page_size};
@@ -14,23 +15,23 @@ use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, p
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("exec_only::execute_ad_region::anon", Needs::PKEYS, |c| {
+        case!("execute_ad_region::anon", Needs::PKEYS, |c| {
             execute_ad(c, Kind::Anon)
         }),
-        Case::new(
-            "exec_only::execute_ad_region::memfd_refault",
+        case!(
+            "execute_ad_region::memfd_refault",
             Needs::PKEYS
                 .feature(Feature::Memfd)
                 .feature(Feature::Madvise),
             |c| execute_ad(c, Kind::Memfd),
         ),
-        Case::new(
-            "exec_only::implicit_mprotect_exec",
+        case!(
+            "implicit_mprotect_exec",
             Needs::PKEYS.feature(Feature::Smaps),
             |c| implicit_exec_only(c, Kind::Anon),
         ),
-        Case::new(
-            "exec_only::implicit_mprotect_exec::memfd_refault",
+        case!(
+            "implicit_mprotect_exec::memfd_refault",
             Needs::PKEYS
                 .feature(Feature::Smaps)
                 .feature(Feature::Memfd)

@@ -6,6 +6,7 @@
 //! guests with non-default `init_pkru` values (ci/kernels.toml) to exercise the parameter.
 
 use crate::util::init_pkru;
+use pkeys_harness::case;
 use pkeys_harness::fault;
 use pkeys_harness::sys::{self, Errno};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq, check_pkru, pkru};
@@ -15,13 +16,13 @@ const KNOB: &str = "/sys/kernel/debug/x86/init_pkru";
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new(
-            "init_pkru::fresh_process_and_handler",
+        case!(
+            "fresh_process_and_handler",
             Needs::PKEYS,
             fresh_process_and_handler,
         ),
-        Case::new(
-            "init_pkru::debugfs_accepts_and_refuses",
+        case!(
+            "debugfs_accepts_and_refuses",
             Needs::PKEYS.root().feature(Feature::Debugfs),
             debugfs,
         ),

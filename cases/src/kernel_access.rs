@@ -9,6 +9,7 @@
 //! non-zero return (or asserts nothing for futex).
 
 use crate::util::{mapped, sysfail};
+use pkeys_harness::case_id;
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
@@ -27,23 +28,19 @@ pub fn cases() -> Vec<Case> {
     ] {
         let needs = crate::util::needs_for(kind);
         let k = kind.name();
+        v.push(Case::new(case_id!("read_into_ad::{k}"), needs, move |c| {
+            read_into(c, kind, AD, 1)
+        }));
+        v.push(Case::new(case_id!("read_into_wd::{k}"), needs, move |c| {
+            read_into(c, kind, WD, 100)
+        }));
         v.push(Case::new(
-            format!("kernel_access::read_into_ad::{k}"),
-            needs,
-            move |c| read_into(c, kind, AD, 1),
-        ));
-        v.push(Case::new(
-            format!("kernel_access::read_into_wd::{k}"),
-            needs,
-            move |c| read_into(c, kind, WD, 100),
-        ));
-        v.push(Case::new(
-            format!("kernel_access::vmsplice_from_ad::{k}"),
+            case_id!("vmsplice_from_ad::{k}"),
             needs,
             move |c| vmsplice_from(c, kind),
         ));
         v.push(Case::new(
-            format!("kernel_access::futex_wait_on_wd::{k}"),
+            case_id!("futex_wait_on_wd::{k}"),
             needs.feature(Feature::Futex),
             move |c| futex_on_wd(c, kind),
         ));

@@ -13,6 +13,7 @@ use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, pkru};
+use pkeys_harness::{case, case_id};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
@@ -26,35 +27,31 @@ pub fn cases() -> Vec<Case> {
     ] {
         let needs = crate::util::needs_for(kind).feature(Feature::Smaps);
         v.push(Case::new(
-            format!("keys::mprotect_with_pkey_0::{}", kind.name()),
+            case_id!("mprotect_with_pkey_0::{}", kind.name()),
             needs,
             move |c| pkey0(c, kind),
         ));
     }
-    v.push(Case::new(
-        "keys::non_allocated",
+    v.push(case!(
+        "non_allocated",
         Needs::PKEYS.feature(Feature::Smaps),
         non_allocated,
     ));
-    v.push(Case::new("keys::out_of_range", Needs::PKEYS, out_of_range));
-    v.push(Case::new(
-        "keys::alloc_never_returns_0",
-        Needs::PKEYS,
-        never_zero,
-    ));
-    v.push(Case::new("keys::double_free", Needs::PKEYS, double_free));
-    v.push(Case::new(
-        "keys::freed_key_reused",
+    v.push(case!("out_of_range", Needs::PKEYS, out_of_range));
+    v.push(case!("alloc_never_returns_0", Needs::PKEYS, never_zero,));
+    v.push(case!("double_free", Needs::PKEYS, double_free));
+    v.push(case!(
+        "freed_key_reused",
         Needs::PKEYS.feature(Feature::Smaps),
         freed_key_reused,
     ));
-    v.push(Case::new(
-        "keys::freed_key_reused::running_threads",
+    v.push(case!(
+        "freed_key_reused::running_threads",
         Needs::PKEYS.feature(Feature::Futex),
         freed_key_reused_running_threads,
     ));
-    v.push(Case::new(
-        "keys::exhaustion_survives_fork",
+    v.push(case!(
+        "exhaustion_survives_fork",
         Needs::PKEYS,
         exhaustion_survives_fork,
     ));

@@ -1,8 +1,11 @@
 //! pkeys-cases: the conformance cases, one module per area.
 //!
 //! Each case is data (id, requirements, time limit) plus a function written against the
-//! `pkeys-harness` API. Case ids are `area::name[::variant]`. Each module documents the man page
-//! and the upstream test (kernel selftest, LTP, glibc) each case ports.
+//! `pkeys-harness` API. Case ids are `area::name[::variant]`, where the area is the top-level
+//! module: cases are declared with `case!("name", needs, run)` (or `case_id!` for computed
+//! names), which take the area from `module_path!()`, as kselftest's `TEST()` takes its name from
+//! the file. Each module documents the man page and the upstream test (kernel selftest, LTP,
+//! glibc) each case ports.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -16,7 +19,7 @@ pub mod init_pkru;
 pub mod kernel_access;
 pub mod keys;
 pub mod lifecycle;
-pub mod ltp;
+pub mod ltp_pkey01;
 pub mod mseal;
 pub mod ptrace;
 pub mod race;
@@ -43,7 +46,7 @@ pub fn all() -> Vec<Case> {
     v.extend(signals::cases());
     v.extend(register::cases());
     v.extend(ptrace::cases());
-    v.extend(ltp::cases());
+    v.extend(ltp_pkey01::cases());
     v.extend(vma::cases());
     v.extend(remote::cases());
     v.extend(args::cases());

@@ -5,6 +5,7 @@
 //! upstream suite.
 
 use crate::util::{expect_one_pkey_fault, init_pkru, sysfail};
+use pkeys_harness::case;
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::rawthread::{Action, LONGJMP_MARK, RawThread};
@@ -14,29 +15,21 @@ use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq, check_pk
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new(
-            "lifecycle::thread_inherits_pkru",
+        case!(
+            "thread_inherits_pkru",
             Needs::PKEYS.feature(Feature::Futex),
             thread_inherits,
         ),
-        Case::new("lifecycle::fork_copies_pkru", Needs::PKEYS, fork_copies),
-        Case::new(
-            "lifecycle::exec_resets_to_init_pkru",
-            Needs::PKEYS,
-            exec_resets,
-        ),
-        Case::new(
-            "lifecycle::nested_signals_start_at_init_pkru",
-            Needs::PKEYS,
-            nested,
-        ),
-        Case::new(
-            "lifecycle::siglongjmp_leaves_handler_pkru",
+        case!("fork_copies_pkru", Needs::PKEYS, fork_copies),
+        case!("exec_resets_to_init_pkru", Needs::PKEYS, exec_resets,),
+        case!("nested_signals_start_at_init_pkru", Needs::PKEYS, nested,),
+        case!(
+            "siglongjmp_leaves_handler_pkru",
             Needs::PKEYS,
             siglongjmp_leaves_handler_pkru,
         ),
-        Case::new(
-            "lifecycle::saved_pkru_edit_applies_at_sigreturn",
+        case!(
+            "saved_pkru_edit_applies_at_sigreturn",
             Needs::PKEYS,
             edit_saved,
         ),

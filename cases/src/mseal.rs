@@ -7,14 +7,15 @@
 //! without mseal SKIP with the reason.
 
 use crate::util::{mapped, sysfail};
+use pkeys_harness::case;
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{Errno, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, check_eq, pkru, skip};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
-    vec![Case::new(
-        "mseal::dontneed_refused_only_while_write_disabled",
+    vec![case!(
+        "dontneed_refused_only_while_write_disabled",
         Needs::PKEYS
             .feature(Feature::Mseal)
             .feature(Feature::Madvise),

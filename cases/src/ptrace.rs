@@ -7,6 +7,7 @@
 //! XSTATE_BV bit 9 sets it to 0.
 
 use crate::util::{expect_one_pkey_fault, forkfail, forward, init_pkru, mapped, sysfail};
+use pkeys_harness::case;
 use pkeys_harness::child;
 use pkeys_harness::fault::{self, Fix, XSTATE_BV_OFFSET, XSTATE_PKRU};
 use pkeys_harness::mem::{Kind, Region};
@@ -17,16 +18,8 @@ use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, check_pkru
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new(
-            "ptrace::peek_poke_protected_page",
-            Needs::PKEYS.ptrace(),
-            peek_poke,
-        ),
-        Case::new(
-            "ptrace::modifies_pkru",
-            Needs::PKEYS.ptrace(),
-            modifies_pkru,
-        ),
+        case!("peek_poke_protected_page", Needs::PKEYS.ptrace(), peek_poke,),
+        case!("modifies_pkru", Needs::PKEYS.ptrace(), modifies_pkru,),
     ]
 }
 

@@ -18,6 +18,7 @@
 //! for one access is a FAIL.
 
 use crate::util::mapped;
+use pkeys_harness::case;
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, SEGV_PKUERR};
@@ -29,8 +30,8 @@ use std::time::{Duration, Instant};
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new(
-            "race::rekey_while_touching",
+        case!(
+            "rekey_while_touching",
             Needs::PKEYS.feature(Feature::Futex),
             rekey_while_touching,
         )

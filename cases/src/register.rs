@@ -8,6 +8,7 @@
 //! creator's; all keys but 0 are access-disabled inside a signal handler.
 
 use crate::util::{expect_one_pkey_fault, init_pkru, mapped, sysfail};
+use pkeys_harness::case;
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq, check_pkru, pkru, sys};
@@ -16,18 +17,18 @@ use std::sync::mpsc;
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new(
-            "register::init_state_survives_context_switches",
+        case!(
+            "init_state_survives_context_switches",
             Needs::PKEYS,
             init_state,
         ),
-        Case::new(
-            "register::alloc_rights_are_per_thread",
+        case!(
+            "alloc_rights_are_per_thread",
             Needs::PKEYS.feature(Feature::Futex),
             per_thread,
         ),
-        Case::new(
-            "register::handler_starts_with_init_pkru",
+        case!(
+            "handler_starts_with_init_pkru",
             Needs::PKEYS,
             handler_init_pkru,
         ),

@@ -3,6 +3,7 @@
 //! own tests check every verdict). None of them is a conformance check.
 
 use crate::util::{expect_one_pkey_fault, init_pkru};
+use pkeys_harness::case;
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::inject;
 use pkeys_harness::mem::{Kind, Region};
@@ -134,64 +135,62 @@ pub const EXPECTED: &[(&str, &str, &str)] = &[
 fn wrong_expectations() -> Vec<Case> {
     use crate::access::{Op, Populate, access};
     vec![
-        Case::new(
-            "selftest::wrong::protection_keys_read_ad",
-            Needs::PKEYS,
-            |c| access(c, Op::Read, AD, Populate::No, Kind::Anon),
-        ),
-        Case::new(
-            "selftest::wrong::sighandler_pkey0_disabled",
+        case!("wrong::protection_keys_read_ad", Needs::PKEYS, |c| access(
+            c,
+            Op::Read,
+            AD,
+            Populate::No,
+            Kind::Anon
+        ),),
+        case!(
+            "wrong::sighandler_pkey0_disabled",
             Needs::PKEYS,
             crate::signals::handler_with_pkey0_disabled,
         ),
-        Case::new("selftest::wrong::ltp_pkey01", Needs::PKEYS, |c| {
-            crate::ltp::pkey01(c, AD, libc::PROT_READ, Kind::Anon)
+        case!("wrong::ltp_pkey01", Needs::PKEYS, |c| {
+            crate::ltp_pkey01::pkey01(c, AD, libc::PROT_READ, Kind::Anon)
         }),
-        Case::new(
-            "selftest::wrong::vma_key_kept",
+        case!(
+            "wrong::vma_key_kept",
             Needs::PKEYS.feature(Feature::Smaps),
             crate::vma::mprotect_keeps_key,
         ),
-        Case::new(
-            "selftest::wrong::remote_write_from_ad",
+        case!(
+            "wrong::remote_write_from_ad",
             Needs::PKEYS,
             crate::remote::write_from_ad,
         ),
-        Case::new(
-            "selftest::wrong::args_errno",
-            Needs::PKEYS,
-            crate::args::alloc_flags,
-        ),
-        Case::new(
-            "selftest::wrong::explore_model",
+        case!("wrong::args_errno", Needs::PKEYS, crate::args::alloc_flags,),
+        case!(
+            "wrong::explore_model",
             Needs::PKEYS,
             crate::explore::keys_family,
         )
         .with_timeout(Duration::from_secs(120)),
-        Case::new(
-            "selftest::wrong::lifecycle_fork",
+        case!(
+            "wrong::lifecycle_fork",
             Needs::PKEYS,
             crate::lifecycle::fork_copies,
         ),
-        Case::new(
-            "selftest::wrong::race_si_pkey",
+        case!(
+            "wrong::race_si_pkey",
             Needs::PKEYS.feature(Feature::Futex),
             crate::race::rekey_while_touching,
         ),
-        Case::new(
-            "selftest::wrong::mseal_dontneed",
+        case!(
+            "wrong::mseal_dontneed",
             Needs::PKEYS
                 .feature(Feature::Mseal)
                 .feature(Feature::Madvise),
             crate::mseal::dontneed,
         ),
-        Case::new(
-            "selftest::wrong::init_pkru",
+        case!(
+            "wrong::init_pkru",
             Needs::PKEYS,
             crate::init_pkru::fresh_process_and_handler,
         ),
-        Case::new(
-            "selftest::wrong::glibc_double_free",
+        case!(
+            "wrong::glibc_double_free",
             Needs::PKEYS,
             crate::keys::double_free,
         ),
@@ -210,7 +209,7 @@ pub fn cases() -> Vec<Case> {
 
 fn base() -> Vec<Case> {
     vec![
-        Case::new("selftest::leaks_keys_and_pkru", Needs::PKEYS, |_| {
+        case!("leaks_keys_and_pkru", Needs::PKEYS, |_| {
             for _ in 0..5 {
                 // Leaked on purpose: the next case must not see them.
                 pkru::alloc(0, 0)
@@ -220,7 +219,7 @@ fn base() -> Vec<Case> {
             pkru::write(0x5555_5554 & !pkru::ad_bit(3) | pkru::wd_bit(2));
             Ok(())
         }),
-        Case::new("selftest::fresh_state_after_leak", Needs::PKEYS, |c| {
+        case!("fresh_state_after_leak", Needs::PKEYS, |c| {
             pkeys_harness::check_pkru!(pkru::read(), init_pkru(c), "PKRU of the next case");
             let mut n = 0;
             while pkru::alloc(0, 0).map(Pkey::into_raw).is_ok() {
@@ -229,54 +228,51 @@ fn base() -> Vec<Case> {
             pkeys_harness::check_eq!(n, 15, "keys allocatable in the next case");
             Ok(())
         }),
-        Case::new("selftest::missing_fault", Needs::NONE, missing_fault),
-        Case::new("selftest::wrong_si_pkey", Needs::PKEYS, wrong_si_pkey),
-        Case::new("selftest::unexpected_sigbus", Needs::NONE, |_| {
+        case!("missing_fault", Needs::NONE, missing_fault),
+        case!("wrong_si_pkey", Needs::PKEYS, wrong_si_pkey),
+        case!("unexpected_sigbus", Needs::NONE, |_| {
             inject::raise(libc::SIGBUS);
             Ok(())
         }),
-        Case::new("selftest::prot_none_read", Needs::NONE, |_| {
+        case!("prot_none_read", Needs::NONE, |_| {
             let r = Region::rw(Kind::Anon).map_err(crate::util::map_failed)?;
             r.mprotect(libc::PROT_NONE)
                 .map_err(|e| Stop::Fail(e.to_string()))?;
             std::hint::black_box(r.read(16));
             Ok(())
         }),
-        Case::new("selftest::hang", Needs::NONE, |_| inject::hang())
-            .with_timeout(Duration::from_secs(1)),
-        Case::new("selftest::after_hang", Needs::NONE, |_| Ok(())),
-        Case::new("selftest::abort", Needs::NONE, |_| inject::abort()),
-        Case::new("selftest::sigkill_self", Needs::NONE, |_| {
+        case!("hang", Needs::NONE, |_| inject::hang()).with_timeout(Duration::from_secs(1)),
+        case!("after_hang", Needs::NONE, |_| Ok(())),
+        case!("abort", Needs::NONE, |_| inject::abort()),
+        case!("sigkill_self", Needs::NONE, |_| {
             inject::raise(libc::SIGKILL);
             Ok(())
         }),
-        Case::new("selftest::exit_without_verdict", Needs::NONE, |_| {
+        case!("exit_without_verdict", Needs::NONE, |_| {
             inject::exit_without_verdict(3)
         }),
-        Case::new("selftest::exit0_without_verdict", Needs::NONE, |_| {
+        case!("exit0_without_verdict", Needs::NONE, |_| {
             inject::exit_without_verdict(0)
         }),
-        Case::new("selftest::panic", Needs::NONE, |_| {
-            panic!("deliberate panic")
-        }),
-        Case::new("selftest::leaves_child_running", Needs::NONE, |_| {
+        case!("panic", Needs::NONE, |_| { panic!("deliberate panic") }),
+        case!("leaves_child_running", Needs::NONE, |_| {
             inject::leave_child_running();
             Ok(())
         }),
         // Uses AF_UNIX sockets without declaring them: the harness must fail it, naming the
         // feature, on every kernel (the declaration is what turns a kernel without sockets into
         // a SKIP). Needs::NONE, so it runs on any machine.
-        Case::new("selftest::undeclared_feature", Needs::NONE, |_| {
+        case!("undeclared_feature", Needs::NONE, |_| {
             let _ = pkeys_harness::sys::socketpair_stream();
             Ok(())
         }),
-        Case::new("selftest::pkru_clobbered", Needs::PKEYS, |_| {
+        case!("pkru_clobbered", Needs::PKEYS, |_| {
             let v = pkru::read();
             pkru::wrpkru_raw(v ^ pkru::ad_bit(5));
             std::hint::black_box(pkru::read());
             Ok(())
         }),
-        Case::new("selftest::deny_key0_touch_libc", Needs::PKEYS, |_| {
+        case!("deny_key0_touch_libc", Needs::PKEYS, |_| {
             inject::deny_key0_and_call_libc();
             Ok(())
         }),

@@ -12,6 +12,7 @@
 //! turn into XFAIL for those kernels.
 
 use crate::util::{init_pkru, sysfail};
+use pkeys_harness::case;
 use pkeys_harness::fault::{self, Fault};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::rawthread::{Action, RESUMED_MARK, RawThread};
@@ -28,31 +29,29 @@ const DENY_ALL: u32 = 0x5555_5555;
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new(
-            "signals::handler_with_pkey0_disabled",
+        case!(
+            "handler_with_pkey0_disabled",
             Needs::PKEYS,
             handler_with_pkey0_disabled,
         ),
-        Case::new(
-            "signals::handler_cannot_access_stack",
+        case!(
+            "handler_cannot_access_stack",
             Needs::PKEYS,
             handler_cannot_access_stack,
         ),
-        Case::new(
-            "signals::handler_stack_on_other_pkey",
+        case!(
+            "handler_stack_on_other_pkey",
             Needs::PKEYS,
             handler_stack_on_other_pkey,
         ),
-        Case::new("signals::pkru_preserved_after_sigusr1", Needs::PKEYS, |c| {
+        case!("pkru_preserved_after_sigusr1", Needs::PKEYS, |c| {
             pkru_preserved_after_sigusr1(c, None)
         }),
-        Case::new(
-            "signals::pkru_preserved_after_sigusr1::zero",
-            Needs::PKEYS,
-            |c| pkru_preserved_after_sigusr1(c, Some(0)),
-        ),
-        Case::new(
-            "signals::sigreturn_restores_altstack_first",
+        case!("pkru_preserved_after_sigusr1::zero", Needs::PKEYS, |c| {
+            pkru_preserved_after_sigusr1(c, Some(0))
+        },),
+        case!(
+            "sigreturn_restores_altstack_first",
             Needs::PKEYS,
             sigreturn_restores_altstack_first,
         ),

@@ -4,20 +4,21 @@
 //! Ports `test_mprotect_pkey_on_unsupported_cpu` of `tools/testing/selftests/mm/protection_keys.c`.
 
 use crate::util::sysfail;
+use pkeys_harness::case;
 use pkeys_harness::sys::{self, Errno};
 use pkeys_harness::{Case, Needs, Stop, check_eq, cpu};
 
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("support::probe", Needs::NONE, probe),
-        Case::new(
-            "support::unsupported_cpu::pkey_mprotect",
+        case!("probe", Needs::NONE, probe),
+        case!(
+            "unsupported_cpu::pkey_mprotect",
             Needs::NO_PKU,
             unsupported_pkey_mprotect,
         ),
-        Case::new(
-            "support::unsupported_cpu::pkey_free",
+        case!(
+            "unsupported_cpu::pkey_free",
             Needs::NO_PKU,
             unsupported_pkey_free,
         ),

@@ -14,6 +14,7 @@ use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{self, Errno, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check, check_eq, check_pkru, pkru};
+use pkeys_harness::{case, case_id};
 use std::time::Duration;
 
 const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
@@ -23,31 +24,27 @@ pub fn cases() -> Vec<Case> {
     // Every case here reads smaps (the key of each VMA is the point).
     let p = Needs::PKEYS.feature(Feature::Smaps);
     let mut v = vec![
-        Case::new("vma::mprotect_keeps_key", p, mprotect_keeps_key),
-        Case::new(
-            "vma::pkey_mprotect_minus1_keeps_key",
+        case!("mprotect_keeps_key", p, mprotect_keeps_key),
+        case!(
+            "pkey_mprotect_minus1_keeps_key",
             p,
             pkey_mprotect_minus1_keeps_key,
         ),
-        Case::new(
-            "vma::mprotect_exec_replaces_key",
-            p,
-            mprotect_exec_replaces_key,
-        ),
-        Case::new("vma::partial_split_and_merge", p, partial_split_and_merge),
-        Case::new("vma::adjacent_same_key_merge", p, adjacent_same_key_merge),
-        Case::new("vma::mremap_move", p, |c| mremap(c, 1)),
-        Case::new("vma::mremap_grow", p, |c| mremap(c, 3)),
-        Case::new("vma::munmap_then_mmap_fixed_key0", p, |c| {
+        case!("mprotect_exec_replaces_key", p, mprotect_exec_replaces_key,),
+        case!("partial_split_and_merge", p, partial_split_and_merge),
+        case!("adjacent_same_key_merge", p, adjacent_same_key_merge),
+        case!("mremap_move", p, |c| mremap(c, 1)),
+        case!("mremap_grow", p, |c| mremap(c, 3)),
+        case!("munmap_then_mmap_fixed_key0", p, |c| {
             remap_fixed(c, true)
         }),
-        Case::new("vma::mmap_fixed_over_key0", p, |c| remap_fixed(c, false)),
-        Case::new("vma::fork_child_keeps_keys", p, fork_child_keeps_keys),
-        Case::new("vma::free_key_in_use", p, free_key_in_use),
+        case!("mmap_fixed_over_key0", p, |c| remap_fixed(c, false)),
+        case!("fork_child_keeps_keys", p, fork_child_keeps_keys),
+        case!("free_key_in_use", p, free_key_in_use),
     ];
     for kind in [Kind::Anon, Kind::Memfd, Kind::FileShared] {
         v.push(Case::new(
-            format!("vma::dontneed_refault_keeps_key::{}", kind.name()),
+            case_id!("dontneed_refault_keeps_key::{}", kind.name()),
             crate::util::needs_with_kind(p, kind).feature(Feature::Madvise),
             move |c| dontneed_refault(c, kind),
         ));
@@ -58,20 +55,20 @@ pub fn cases() -> Vec<Case> {
         (Lock::MapLocked, "map_locked"),
         (Lock::MapPopulate, "map_populate"),
     ] {
-        v.push(Case::new(format!("vma::kinds::{name}"), p, move |c| {
+        v.push(Case::new(case_id!("kinds::{name}"), p, move |c| {
             locked_kind(c, how)
         }));
     }
     for (rights, rn) in [(AD, "ad"), (WD, "wd")] {
         v.push(Case::new(
-            format!("vma::mlock_under_denied_key::{rn}"),
+            case_id!("mlock_under_denied_key::{rn}"),
             p,
             move |c| mlock_under_denied_key(c, rights),
         ));
     }
     v.push(
-        Case::new(
-            "vma::kinds::ksm_merged",
+        case!(
+            "kinds::ksm_merged",
             p.feature(Feature::Ksm).feature(Feature::Madvise),
             ksm_merged,
         )

@@ -23,6 +23,7 @@ use crate::util::init_pkru;
 use pkeys_harness::arena::Arena;
 use pkeys_harness::isolate::{self, Options};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, Verdict};
+use pkeys_harness::{case, case_id};
 use pkeys_model::op::{FILE_PAGES, PAGES};
 use pkeys_model::{Config, Model, Op, Step};
 use proptest::test_runner::{
@@ -166,15 +167,15 @@ pub fn cases() -> Vec<Case> {
         .iter()
         .enumerate()
         .map(|(i, (name, mix))| {
-            Case::new(format!("explore::{name}"), Needs::PKEYS, move |c| {
+            Case::new(case_id!("{name}"), Needs::PKEYS, move |c| {
                 explore(c, i, mix, false)
             })
             .with_timeout(Duration::from_secs(120))
         })
         .collect();
     v.push(
-        Case::new(
-            "explore::thp",
+        case!(
+            "thp",
             Needs::PKEYS.feature(Feature::Thp).feature(Feature::Madvise),
             |c| explore(c, FAMILIES.len(), THP_MIX, true),
         )

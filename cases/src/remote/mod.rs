@@ -32,6 +32,7 @@ use copy::{
     recv_into, writev_from,
 };
 use coredump::core_dump_pkru;
+use pkeys_harness::{case, case_id};
 use poke::poke;
 use process_vm::{pvm_child, pvm_self};
 
@@ -48,34 +49,26 @@ const N: usize = 64;
 pub fn cases() -> Vec<Case> {
     let p = Needs::PKEYS;
     let mut v = vec![
-        Case::new("remote::write_from_ad::pipe", p, write_from_ad),
-        Case::new("remote::pwrite_from_ad::file", p, |c| pwrite_from(c, AD)),
-        Case::new("remote::pwrite_from_wd::file", p, |c| pwrite_from(c, WD)),
-        Case::new("remote::writev_from_ad::pipe", p, |c| writev_from(c, false)),
-        Case::new("remote::writev_partial_ad::pipe", p, |c| {
-            writev_from(c, true)
-        }),
-        Case::new("remote::readv_partial_ad::pipe", p, readv_partial),
-        Case::new("remote::readv_partial_ad::file", p, readv_partial_file),
+        case!("write_from_ad::pipe", p, write_from_ad),
+        case!("pwrite_from_ad::file", p, |c| pwrite_from(c, AD)),
+        case!("pwrite_from_wd::file", p, |c| pwrite_from(c, WD)),
+        case!("writev_from_ad::pipe", p, |c| writev_from(c, false)),
+        case!("writev_partial_ad::pipe", p, |c| { writev_from(c, true) }),
+        case!("readv_partial_ad::pipe", p, readv_partial),
+        case!("readv_partial_ad::file", p, readv_partial_file),
     ];
     for (rights, rn) in [(AD, "ad"), (WD, "wd")] {
+        v.push(Case::new(case_id!("read_into_{rn}::pipe"), p, move |c| {
+            pipe_read_into(c, rights)
+        }));
+        v.push(Case::new(case_id!("pread_into_{rn}::file"), p, move |c| {
+            pread_into(c, rights)
+        }));
+        v.push(Case::new(case_id!("readv_into_{rn}::pipe"), p, move |c| {
+            readv_into(c, rights)
+        }));
         v.push(Case::new(
-            format!("remote::read_into_{rn}::pipe"),
-            p,
-            move |c| pipe_read_into(c, rights),
-        ));
-        v.push(Case::new(
-            format!("remote::pread_into_{rn}::file"),
-            p,
-            move |c| pread_into(c, rights),
-        ));
-        v.push(Case::new(
-            format!("remote::readv_into_{rn}::pipe"),
-            p,
-            move |c| readv_into(c, rights),
-        ));
-        v.push(Case::new(
-            format!("remote::recv_into_{rn}::socketpair"),
+            case_id!("recv_into_{rn}::socketpair"),
             p.feature(Feature::UnixSockets),
             move |c| recv_into(c, rights),
         ));
@@ -83,36 +76,34 @@ pub fn cases() -> Vec<Case> {
     let pvm = p.feature(Feature::ProcessVm);
     let core = p.feature(Feature::CoreDump);
     v.extend([
-        Case::new("remote::process_vm_readv::self_remote_ad", pvm, |c| {
+        case!("process_vm_readv::self_remote_ad", pvm, |c| {
             pvm_self(c, false, false)
         }),
-        Case::new("remote::process_vm_readv::self_local_ad", pvm, |c| {
+        case!("process_vm_readv::self_local_ad", pvm, |c| {
             pvm_self(c, false, true)
         }),
-        Case::new("remote::process_vm_writev::self_remote_ad", pvm, |c| {
+        case!("process_vm_writev::self_remote_ad", pvm, |c| {
             pvm_self(c, true, false)
         }),
-        Case::new("remote::process_vm_writev::self_local_ad", pvm, |c| {
+        case!("process_vm_writev::self_local_ad", pvm, |c| {
             pvm_self(c, true, true)
         }),
-        Case::new(
-            "remote::process_vm_readv::child_reads_parent",
-            pvm.ptrace(),
-            |c| pvm_child(c, false),
-        ),
-        Case::new(
-            "remote::process_vm_writev::child_writes_parent",
+        case!("process_vm_readv::child_reads_parent", pvm.ptrace(), |c| {
+            pvm_child(c, false)
+        },),
+        case!(
+            "process_vm_writev::child_writes_parent",
             pvm.ptrace(),
             |c| pvm_child(c, true),
         ),
-        Case::new("remote::ptrace_poke::rw", p.ptrace(), |c| poke(c, RW)),
-        Case::new("remote::ptrace_poke::readonly", p.ptrace(), |c| {
+        case!("ptrace_poke::rw", p.ptrace(), |c| poke(c, RW)),
+        case!("ptrace_poke::readonly", p.ptrace(), |c| {
             poke(c, libc::PROT_READ)
         }),
-        Case::new("remote::core_dump_xstate_pkru::after_switch", core, |c| {
+        case!("core_dump_xstate_pkru::after_switch", core, |c| {
             core_dump_pkru(c, true)
         }),
-        Case::new("remote::core_dump_xstate_pkru::immediate", core, |c| {
+        case!("core_dump_xstate_pkru::immediate", core, |c| {
             core_dump_pkru(c, false)
         }),
     ]);

@@ -8,6 +8,7 @@
 //! and the access after re-tagging must complete.
 
 use crate::util::{forkfail, mapped, sysfail};
+use pkeys_harness::case_id;
 use pkeys_harness::child::{self, Crash};
 use pkeys_harness::mem::{Kind, Region};
 use pkeys_harness::sys::{PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD, SEGV_PKUERR};
@@ -37,7 +38,7 @@ pub fn cases() -> Vec<Case> {
         for (prot, pn) in PROTS {
             for kind in KINDS {
                 let needs = crate::util::needs_for(kind);
-                let id = format!("ltp_pkey01::{rn}::{pn}::{}", kind.name());
+                let id = case_id!("{rn}::{pn}::{}", kind.name());
                 v.push(Case::new(id, needs, move |c| pkey01(c, rights, prot, kind)));
             }
         }
