@@ -6,7 +6,7 @@
 //! history: Kyle Huey's series (6.2, stable 6.1.y / 5.15.88): ptrace can write PKRU, and clearing
 //! XSTATE_BV bit 9 sets it to 0.
 
-use crate::util::{expect_one_pkey_fault, forkfail, forward, init_pkru, mapped, sysfail};
+use crate::util::{expect_one_pkey_fault, forkfail, init_pkru, mapped, release_tracee, sysfail};
 use pkeys_harness::case;
 use pkeys_harness::child;
 use pkeys_harness::fault::{self, Fix, XSTATE_BV_OFFSET, XSTATE_PKRU};
@@ -186,10 +186,7 @@ fn modifies_pkru(ctx: &mut Ctx) -> Outcome {
             pkru::fmt(0),
             "PKRU through the regset after the tracee ran with XSTATE_BV[9] cleared"
         );
-        sysfail("PTRACE_CONT", pt::cont(child))?;
-        let end = tracee.finish();
-        forward(ctx, "tracee", &end);
-        end.outcome("tracee")
+        release_tracee(ctx, &mut tracee)
     })();
     // An unfinished tracee is killed and reaped when dropped.
     drop(tracee);

@@ -23,6 +23,15 @@ pub fn forward(ctx: &mut Ctx, what: &str, r: &ChildResult) {
     }
 }
 
+/// Let a stopped tracee run (`PTRACE_CONT`) to its end: its messages become diagnostics and its
+/// verdict the outcome.
+pub fn release_tracee(ctx: &mut Ctx, tracee: &mut child::Child) -> Outcome {
+    sysfail("PTRACE_CONT", pkeys_harness::ptrace::cont(tracee.pid()))?;
+    let end = tracee.finish();
+    forward(ctx, "tracee", &end);
+    end.outcome("tracee")
+}
+
 /// Run `f` in a forked child ([`child::in_child`]): its messages become diagnostics and its
 /// verdict the outcome (a FAIL, a crash or an exit without a verdict fails the case with `what`
 /// first).

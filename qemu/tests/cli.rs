@@ -9,7 +9,7 @@ use std::time::Duration;
 use rstest::rstest;
 
 mod common;
-use common::{fake_bzimage, fake_qemu, fake_static_suite, runner};
+use common::{fake_env, runner};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -17,10 +17,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        fake_bzimage(dir.path());
-        fake_static_suite(dir.path());
-        fake_qemu(dir.path());
+        let dir = fake_env();
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
         std::fs::create_dir(dir.path().join("empty-path")).unwrap();
         std::fs::write(dir.path().join("not-a-kernel"), vec![b'x'; 4096]).unwrap();

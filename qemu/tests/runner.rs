@@ -12,7 +12,7 @@ use pkeys_qemu::runner::{self, Progress, RunOptions};
 use pkeys_report::{RunStatus, Verdict};
 
 mod common;
-use common::{fake_bzimage, fake_qemu, fake_static_suite};
+use common::fake_env;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -20,10 +20,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        fake_bzimage(dir.path());
-        fake_static_suite(dir.path());
-        fake_qemu(dir.path());
+        let dir = fake_env();
         Fixture { dir }
     }
 

@@ -1,7 +1,7 @@
 //! ptrace POKEDATA into a page both tracer and tracee access-disable.
 
 use super::{AD, RW, protected};
-use crate::util::{forkfail, forward, sysfail};
+use crate::util::{forkfail, release_tracee, sysfail};
 use pkeys_harness::child;
 use pkeys_harness::ptrace as pt;
 use pkeys_harness::sys;
@@ -45,10 +45,7 @@ pub(super) fn poke(ctx: &mut Ctx, prot: i32) -> Outcome {
             Ok(()),
             "PTRACE_POKEDATA into the protected page"
         );
-        sysfail("PTRACE_CONT", pt::cont(child))?;
-        let end = tracee.finish();
-        forward(ctx, "tracee", &end);
-        end.outcome("tracee")
+        release_tracee(ctx, &mut tracee)
     })();
     // An unfinished tracee is killed and reaped when dropped.
     drop(tracee);

@@ -38,6 +38,15 @@ pub fn fake_static_suite(dir: &Path) -> PathBuf {
     p
 }
 
+/// A temporary folder holding a fake `bzImage`, a fake static `pkeys-suite` and the fake qemu.
+pub fn fake_env() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fake_bzimage(dir.path());
+    fake_static_suite(dir.path());
+    fake_qemu(dir.path());
+    dir
+}
+
 /// The runner binary under test.
 pub fn runner() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_pkeys-qemu"))
