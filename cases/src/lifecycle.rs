@@ -8,7 +8,7 @@ use crate::util::{expect_one_pkey_fault, init_pkru, sysfail};
 use pkeys_harness::case;
 use pkeys_harness::fault::{self, Fix};
 use pkeys_harness::mem::{Kind, Region};
-use pkeys_harness::rawthread::{Action, LONGJMP_MARK, RawThread};
+use pkeys_harness::rawthread::{LONGJMP_MARK, RawThread};
 use pkeys_harness::sys::{self, PKEY_DISABLE_ACCESS as AD, PKEY_DISABLE_WRITE as WD};
 use pkeys_harness::{Case, Ctx, Feature, Needs, Outcome, Stop, check_eq, check_pkru, pkru};
 
@@ -167,10 +167,9 @@ fn siglongjmp_leaves_handler_pkru(ctx: &mut Ctx) -> Outcome {
     let x = distinctive(ctx)?;
     let st = Region::map(Kind::Anon, 64 << 10, libc::PROT_READ | libc::PROT_WRITE)
         .map_err(crate::util::map_failed)?;
-    fault::install_longjmp(libc::SIGUSR2, st.addr(), false);
     let t = sysfail(
         "clone",
-        RawThread::spawn_with_flag_at(st, x, None, Action::RaiseUsr2ThenLongjmp, 0),
+        RawThread::spawn_longjmp_target(libc::SIGUSR2, st, x),
     )?;
     let ended = t.wait_exit(std::time::Duration::from_secs(5));
     let got = fault::recorded();

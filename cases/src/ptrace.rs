@@ -6,7 +6,9 @@
 //! history: Kyle Huey's series (6.2, stable 6.1.y / 5.15.88): ptrace can write PKRU, and clearing
 //! XSTATE_BV bit 9 sets it to 0.
 
-use crate::util::{expect_one_pkey_fault, forkfail, init_pkru, mapped, release_tracee, sysfail};
+use crate::util::{
+    end_tracee, expect_one_pkey_fault, forkfail, init_pkru, mapped, release_tracee, sysfail,
+};
 use pkeys_harness::case;
 use pkeys_harness::child;
 use pkeys_harness::fault::{self, Fix, XSTATE_BV_OFFSET, XSTATE_PKRU};
@@ -188,7 +190,5 @@ fn modifies_pkru(ctx: &mut Ctx) -> Outcome {
         );
         release_tracee(ctx, &mut tracee)
     })();
-    // An unfinished tracee is killed and reaped when dropped.
-    drop(tracee);
-    res
+    end_tracee(ctx, tracee, res)
 }

@@ -32,6 +32,22 @@ pub fn release_tracee(ctx: &mut Ctx, tracee: &mut child::Child) -> Outcome {
     end.outcome("tracee")
 }
 
+/// The end of a tracer's steps: on success the tracee was already released
+/// ([`release_tracee`]); on a failure the tracee is killed and whatever it had sent (messages,
+/// its verdict if it got that far) becomes diagnostics, so a FAIL of the tracee itself is not
+/// hidden behind the tracer's "not stopped".
+pub fn end_tracee(ctx: &mut Ctx, tracee: child::Child, res: Outcome) -> Outcome {
+    if res.is_err()
+        && let Some(end) = tracee.kill_and_collect()
+    {
+        forward(ctx, "tracee", &end);
+        if let Some(v) = &end.verdict {
+            ctx.diag(format!("tracee: its verdict: {v}; it {}", end.ended));
+        }
+    }
+    res
+}
+
 /// Run `f` in a forked child ([`child::in_child`]): its messages become diagnostics and its
 /// verdict the outcome (a FAIL, a crash or an exit without a verdict fails the case with `what`
 /// first).

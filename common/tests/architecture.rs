@@ -92,6 +92,32 @@ fn unsafe_uses(src: &str) -> (Vec<usize>, Vec<usize>) {
     (uses, unexplained)
 }
 
+/// The 1-based lines of `src` that declare an `unsafe fn` whose doc comment has no `# Safety`
+/// section (the contract a caller must keep).
+fn unsafe_fns_without_contract(src: &str) -> Vec<usize> {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let code = l.split("//").next().unwrap_or("");
+        let words: Vec<&str> = code.split_whitespace().collect();
+        if !words.windows(2).any(|w| w == ["unsafe", "fn"]) {
+            continue;
+        }
+        let doc = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|d| {
+                let d = d.trim_start();
+                d.starts_with("///") || d.starts_with("#[")
+            })
+            .any(|d| d.contains("# Safety"));
+        if !doc {
+            out.push(i + 1);
+        }
+    }
+    out
+}
+
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -165,6 +191,13 @@ fn unsafe_lives_only_where_the_map_allows_and_is_explained() {
                 "{}: unsafe blocks without a SAFETY line at {unexplained:?}",
                 f.display()
             );
+            let text = std::fs::read_to_string(&f).unwrap();
+            let bare = unsafe_fns_without_contract(&text);
+            assert!(
+                bare.is_empty(),
+                "{}: unsafe fn without a `# Safety` doc section at {bare:?}",
+                f.display()
+            );
         }
     }
 }
@@ -184,4 +217,7 @@ fn the_checks_can_fail() {
     let (uses, unexplained) = unsafe_uses(src);
     assert_eq!(uses, vec![3, 11, 14]);
     assert_eq!(unexplained, vec![11]);
+    let fns = "/// Reads.\n///\n/// # Safety\n/// `p` is valid.\n#[inline]\npub unsafe fn a(p: usize) {}\n\
+               /// Writes.\npub unsafe fn b(p: usize) {}\n";
+    assert_eq!(unsafe_fns_without_contract(fns), vec![8]);
 }

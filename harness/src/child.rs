@@ -450,6 +450,18 @@ impl Child {
         }
     }
 
+    /// Kill the child (SIGKILL) and return what it had sent before (its messages, and its
+    /// verdict if it got that far) with how it ended; `None` when [`Child::finish`] already saw
+    /// it end (its result was returned then).
+    pub fn kill_and_collect(mut self) -> Option<ChildResult> {
+        if self.done {
+            return None;
+        }
+        // SAFETY: kill(2) on our own child, which is not reaped yet (a zombie is harmless).
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        Some(self.finish())
+    }
+
     /// Kill the child (SIGKILL) and reap it.
     pub fn kill(mut self) {
         self.kill_now();

@@ -207,6 +207,22 @@ impl RawThread {
         Self::spawn_with_flag(stack, pkru, alt, action, flag)
     }
 
+    /// [`RawThread::spawn`] with [`Action::RaiseUsr2ThenLongjmp`] after installing the `sig`
+    /// handler that jumps back into this thread ([`crate::fault::install_longjmp`], not on the
+    /// altstack), using the thread's own flag words at the start of `stack`.
+    pub fn spawn_longjmp_target(
+        sig: i32,
+        stack: crate::mem::Region,
+        pkru: u32,
+    ) -> Result<RawThread, Errno> {
+        let flag = stack.addr();
+        // SAFETY: `flag` is the flag words of the raw thread spawned next with
+        // RaiseUsr2ThenLongjmp; its stack region moves into the RawThread, which keeps it mapped
+        // until the thread has ended.
+        unsafe { crate::fault::install_longjmp(sig, flag, false) };
+        Self::spawn_with_flag(stack, pkru, None, Action::RaiseUsr2ThenLongjmp, flag)
+    }
+
     fn spawn_with_flag(
         stack: crate::mem::Region,
         pkru: u32,

@@ -1,7 +1,7 @@
 //! ptrace POKEDATA into a page both tracer and tracee access-disable.
 
 use super::{AD, RW, protected};
-use crate::util::{forkfail, release_tracee, sysfail};
+use crate::util::{end_tracee, forkfail, release_tracee, sysfail};
 use pkeys_harness::child;
 use pkeys_harness::ptrace as pt;
 use pkeys_harness::sys;
@@ -47,7 +47,5 @@ pub(super) fn poke(ctx: &mut Ctx, prot: i32) -> Outcome {
         );
         release_tracee(ctx, &mut tracee)
     })();
-    // An unfinished tracee is killed and reaped when dropped.
-    drop(tracee);
-    res
+    end_tracee(ctx, tracee, res)
 }

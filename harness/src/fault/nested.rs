@@ -64,8 +64,14 @@ extern "C" fn on_longjmp(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c
 /// Install a `sig` handler that records the delivery and then leaves the signal without
 /// sigreturn — jumping back into the raw thread that raised it, like `siglongjmp` — using the
 /// resume point that thread saved at `flag` ([`crate::rawthread::Action::RaiseUsr2ThenLongjmp`]).
-/// The handler runs on the altstack when `onstack`. Clears earlier records.
-pub fn install_longjmp(sig: i32, flag: usize, onstack: bool) {
+/// The handler runs on the altstack when `onstack`. Clears earlier records. Safe callers use
+/// [`crate::rawthread::RawThread::spawn_longjmp_target`], which passes its own flag words.
+///
+/// # Safety
+/// `flag` must be the flag words of a raw thread spawned with
+/// [`crate::rawthread::Action::RaiseUsr2ThenLongjmp`], mapped for as long as the handler is
+/// installed: the handler loads a stack pointer and a code address from there and jumps.
+pub unsafe fn install_longjmp(sig: i32, flag: usize, onstack: bool) {
     init_layout();
     reset();
     EXIT_THREAD.store(false, Ordering::SeqCst);

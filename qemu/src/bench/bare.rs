@@ -23,7 +23,8 @@ use crate::cpio;
 
 /// What the bare init prints on the console.
 pub const CONSOLE_LINE: &[u8] = b"pkeys-bare: init reached\n";
-/// What it writes to the result UART: the suite's first line and the init's end marker.
+/// What it writes to the result UART: the suite's first line and the init's end marker (a
+/// literal, as it is assembled into the image; a test holds it to `pkeys_common::protocol`).
 pub const STREAM: &[u8] = b"KTAP version 1\n# pkeys-init: suite exit=0\n";
 const TTY: &[u8] = b"/dev/ttyS1\0";
 /// Load address of the single segment.
@@ -176,6 +177,13 @@ pub fn archive() -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn stream_is_the_protocol_s_first_line_and_end_marker() {
+        use pkeys_common::protocol::{VERSION_LINE, end_marker_exit};
+        let want = format!("{VERSION_LINE}\n{}\n", end_marker_exit(0));
+        assert_eq!(String::from_utf8_lossy(STREAM), want);
+    }
 
     #[test]
     fn is_a_static_elf() {
