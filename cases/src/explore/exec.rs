@@ -158,7 +158,13 @@ fn run_step(ctx: &mut Ctx, arena: &Arena, step: &Step) {
             run_steps(ctx, arena, &step.sub);
             Ok(())
         }) {
-            Ok(r) => Outcome::Ended(ended(&r)),
+            Ok(r) => {
+                // A crash report of the child (its own pipe) is kept as a diagnostic.
+                for m in &r.messages {
+                    ctx.diag(format!("fork child: {m}"));
+                }
+                Outcome::Ended(ended(&r))
+            }
             Err(e) => Outcome::NotRun(e.to_string()),
         },
         Op::Thread { .. } => {
