@@ -83,15 +83,6 @@ static F_SAVED: AtomicU32 = AtomicU32::new(0);
 static EDIT: AtomicBool = AtomicBool::new(false);
 static EDIT_TO: AtomicU32 = AtomicU32::new(0);
 
-/// RDPKRU, or 0 where the kernel did not enable PKU (RDPKRU would raise #UD there).
-fn current_pkru() -> u32 {
-    if fault::HAS_PKRU.load(Ordering::Relaxed) {
-        pkru::rdpkru()
-    } else {
-        0
-    }
-}
-
 /// The saved PKRU as sigreturn will load it: the value when XSTATE_BV bit 9 is set, else 0.
 fn saved_value(saved: Option<u32>, bv: u64) -> u32 {
     match saved {
@@ -119,7 +110,7 @@ extern "C" fn on_probe_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut lib
         fault::die_from_handler(sig, code, addr, pkey);
         return;
     }
-    let handler_pkru = current_pkru();
+    let handler_pkru = fault::pkru_if_enabled();
     // SAFETY: ctx is this handler's ucontext.
     let (_, saved, bv) = unsafe { fault::frame_pkru(ctx) };
     F_CODE.store(code, Ordering::SeqCst);
@@ -140,7 +131,7 @@ extern "C" fn on_probe_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut lib
 }
 
 extern "C" fn on_usr1(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let handler_pkru = current_pkru();
+    let handler_pkru = fault::pkru_if_enabled();
     // SAFETY: ctx is this handler's ucontext.
     let (fp, saved, bv) = unsafe { fault::frame_pkru(ctx) };
     F_IN.store(handler_pkru, Ordering::SeqCst);
@@ -443,7 +434,7 @@ impl Arena {
         let a = self.at(page);
         if executable(a) {
             let keys = fault::HAS_PKRU.load(Ordering::Relaxed);
-            let before = current_pkru();
+            let before = fault::pkru_if_enabled();
             if keys {
                 pkru::wrpkru_raw(0);
             }

@@ -38,11 +38,7 @@ const FIX_SET_PKRU: u32 = 2;
 static FIX_VALUE: AtomicU32 = AtomicU32::new(0);
 
 pub(super) extern "C" fn on_segv(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let pkru_in = if HAS_PKRU.load(Ordering::Relaxed) {
-        pkru::rdpkru()
-    } else {
-        0
-    };
+    let pkru_in = super::pkru_if_enabled();
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let (code, addr, pkey) = unsafe { siginfo_fields(info) };
     // SAFETY: ctx is this handler's ucontext.
@@ -92,11 +88,7 @@ pub fn capture(fix: Fix, f: impl FnOnce()) -> Capture {
     f();
     std::sync::atomic::compiler_fence(Ordering::SeqCst);
     ARMED.store(false, Ordering::SeqCst);
-    let pkru_after = if HAS_PKRU.load(Ordering::Relaxed) {
-        pkru::rdpkru()
-    } else {
-        0
-    };
+    let pkru_after = super::pkru_if_enabled();
     if HAS_PKRU.load(Ordering::Relaxed) {
         let shadow = pkru::shadow();
         if let Some(s) = shadow {

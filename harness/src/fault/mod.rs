@@ -62,6 +62,17 @@ pub(crate) fn init_layout() {
     HAS_PKRU.store(c.ospke && c.xsave_pkru_offset != 0, Ordering::Relaxed);
 }
 
+/// RDPKRU, or 0 where the kernel did not enable PKU (RDPKRU would raise #UD there). Handlers
+/// read it first thing, before anything can change PKRU.
+#[inline(always)]
+pub(crate) fn pkru_if_enabled() -> u32 {
+    if HAS_PKRU.load(Ordering::Relaxed) {
+        pkru::rdpkru()
+    } else {
+        0
+    }
+}
+
 /// Read `si_code`, `si_addr`, `si_pkey` from a siginfo.
 ///
 /// # Safety

@@ -1,7 +1,6 @@
 //! The record slots shared by the handlers, and the recording handler.
 
-use super::{Fault, HAS_PKRU, frame_pkru, init_layout, install, siginfo_fields};
-use crate::pkru;
+use super::{Fault, frame_pkru, init_layout, install, siginfo_fields};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 const MAX_FAULTS: usize = 8;
@@ -65,11 +64,7 @@ pub(super) fn record(
 pub(super) static EXIT_THREAD: AtomicBool = AtomicBool::new(false);
 
 pub(super) extern "C" fn on_record(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let pkru_in = if HAS_PKRU.load(Ordering::Relaxed) {
-        pkru::rdpkru()
-    } else {
-        0
-    };
+    let pkru_in = super::pkru_if_enabled();
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let (code, addr, pkey) = unsafe { siginfo_fields(info) };
     // SAFETY: ctx is this handler's ucontext.
