@@ -20,14 +20,13 @@
 //! parsed stream the run is made of), console lines through the panic detector and into the
 //! kept console tail. Nothing is parsed again once the guest is gone.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use pkeys_report::ktap::{ParsedStream, StreamLine, StreamParser};
+use pkeys_report::ktap::{ConsoleTail, ParsedStream, StreamLine, StreamParser};
 use pkeys_report::{CaseResult, GuestRun, RunStatus, Timings};
 
 use crate::cleanup;
@@ -196,38 +195,6 @@ impl Tail {
     /// Whether anything was read at all.
     fn is_empty(&self) -> bool {
         self.buf.is_empty()
-    }
-}
-
-/// The last `n` non-empty console lines, cleaned, kept as they arrive (what
-/// [`pkeys_report::ktap::parse_console_tail`] gives for the whole text).
-#[derive(Debug)]
-struct ConsoleTail {
-    lines: VecDeque<String>,
-    n: usize,
-}
-
-impl ConsoleTail {
-    fn new(n: usize) -> ConsoleTail {
-        ConsoleTail {
-            lines: VecDeque::with_capacity(n + 1),
-            n,
-        }
-    }
-
-    /// Keeps a cleaned line unless it is blank.
-    fn push(&mut self, cleaned: String) {
-        if cleaned.trim().is_empty() || self.n == 0 {
-            return;
-        }
-        if self.lines.len() == self.n {
-            self.lines.pop_front();
-        }
-        self.lines.push_back(cleaned);
-    }
-
-    fn into_vec(self) -> Vec<String> {
-        self.lines.into()
     }
 }
 
@@ -576,37 +543,4 @@ pub fn summary_line(run: &GuestRun) -> String {
         ));
     }
     line
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The tail kept line by line is the tail of the whole text.
-    #[test]
-    fn console_tail_as_it_arrives_is_the_whole_texts_tail() {
-        let texts = [
-            "a\r\n\n\x1b[0mb\n  \nc\nd\npartial",
-            "one\ntwo\n",
-            "",
-            "\n\n\n",
-            "x\ny\nz\nw\nv\n\u{0}\n",
-        ];
-        for text in texts {
-            for n in [0, 1, 3, 30] {
-                let mut tail = ConsoleTail::new(n);
-                let mut parts: Vec<&str> = text.split('\n').collect();
-                let partial = parts.pop().unwrap_or_default();
-                for line in parts {
-                    tail.push(pkeys_report::console::clean_line(line));
-                }
-                tail.push(pkeys_report::console::clean_line(partial));
-                assert_eq!(
-                    tail.into_vec(),
-                    pkeys_report::ktap::parse_console_tail(text, n),
-                    "{text:?} n={n}"
-                );
-            }
-        }
-    }
 }

@@ -279,15 +279,45 @@ pub fn parse_key_values(text: &str) -> BTreeMap<String, String> {
 /// The last `n` non-empty lines of console text, cleaned (NULs, `\r`, escapes removed).
 /// Unlike [`parse`], a final line without newline is kept: it is often the most telling.
 pub fn parse_console_tail(text: &str, n: usize) -> Vec<String> {
-    let mut tail: Vec<String> = text
-        .split('\n')
-        .rev()
-        .map(clean_line)
-        .filter(|l| !l.trim().is_empty())
-        .take(n)
-        .collect();
-    tail.reverse();
-    tail
+    let mut tail = ConsoleTail::new(n);
+    for line in text.split('\n') {
+        tail.push(clean_line(line));
+    }
+    tail.into_vec()
+}
+
+/// The last `n` non-empty console lines, kept as they arrive (a runner watching a console reads
+/// each line once): [`parse_console_tail`] is this fed every line of a text.
+#[derive(Debug, Clone)]
+pub struct ConsoleTail {
+    lines: std::collections::VecDeque<String>,
+    n: usize,
+}
+
+impl ConsoleTail {
+    /// An empty tail that keeps `n` lines.
+    pub fn new(n: usize) -> ConsoleTail {
+        ConsoleTail {
+            lines: std::collections::VecDeque::with_capacity(n + 1),
+            n,
+        }
+    }
+
+    /// Keeps a cleaned line ([`clean_line`]) unless it is blank, dropping the oldest beyond `n`.
+    pub fn push(&mut self, cleaned: String) {
+        if cleaned.trim().is_empty() || self.n == 0 {
+            return;
+        }
+        if self.lines.len() == self.n {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(cleaned);
+    }
+
+    /// The lines kept, oldest first.
+    pub fn into_vec(self) -> Vec<String> {
+        self.lines.into()
+    }
 }
 
 /// Writes results back as a KTAP version 1 stream (used for the merged KTAP file).
@@ -470,6 +500,16 @@ not ok 7 x::w # XPASS reason\n\
             parse_console_tail("a\r\n\nb\nc\0\npartial", 3),
             ["b", "c", "partial"]
         );
+        let text = "a\r\n\n\x1b[0mb\n  \nc\nd\npartial";
+        assert_eq!(parse_console_tail(text, 30), ["a", "b", "c", "d", "partial"]);
+        assert!(parse_console_tail(text, 0).is_empty());
+        assert!(parse_console_tail("\n\n\n", 3).is_empty());
+        // Fed line by line, as a runner reads a console: the oldest lines go first.
+        let mut tail = ConsoleTail::new(2);
+        for l in ["one", "", "two", "three"] {
+            tail.push(l.to_owned());
+        }
+        assert_eq!(tail.into_vec(), ["two", "three"]);
     }
 
     #[test]
