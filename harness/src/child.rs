@@ -344,7 +344,8 @@ pub enum Ended {
 }
 
 impl Ended {
-    fn from_status(st: i32) -> Ended {
+    /// Decode a raw `waitpid` status.
+    pub(crate) fn from_status(st: i32) -> Ended {
         if libc::WIFEXITED(st) {
             Ended::Exited(libc::WEXITSTATUS(st))
         } else if libc::WIFSIGNALED(st) {
@@ -457,8 +458,7 @@ impl Child {
         if self.done {
             return None;
         }
-        // SAFETY: kill(2) on our own child, which is not reaped yet (a zombie is harmless).
-        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        self.sigkill();
         Some(self.finish())
     }
 
@@ -469,11 +469,19 @@ impl Child {
 
     fn kill_now(&mut self) {
         if !self.done {
-            // SAFETY: kill(2) on our own child, which is not reaped yet.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            self.sigkill();
             wait_status(self.pid, 0);
             self.close();
         }
+    }
+
+    /// SIGKILL to the child, which is not reaped yet (so the pid is still ours; a zombie is
+    /// harmless).
+    fn sigkill(&self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 
     fn close(&mut self) {

@@ -12,7 +12,7 @@
 //! killing the group, the subreaper and the leftover check.
 
 use crate::case::{Case, Ctx, Stop};
-use crate::child::{self, Lines, Waited, signal_name, wait_status};
+use crate::child::{self, Ended, Lines, Waited, signal_name, wait_status};
 use crate::probe::Caps;
 use crate::verdict::{CaseReport, Verdict};
 use crate::{fault, pkru, sys};
@@ -168,25 +168,21 @@ pub fn run(case: &Case, caps: &Caps, opts: &Options) -> CaseReport {
         _ => -1,
     };
     let mut diags = got.diags;
-    let verdict = if libc::WIFSIGNALED(st) {
-        let sig = libc::WTERMSIG(st);
-        Verdict::Fail(match got.crash {
+    let verdict = match Ended::from_status(st) {
+        Ended::Killed { signo: sig, .. } => Verdict::Fail(match got.crash {
             Some(c) => format!("killed by {c}"),
             None if sig == libc::SIGKILL => format!("killed by {}", signal_name(sig)),
             // A catchable signal with no report: no handler ran (e.g. the kernel could not
             // deliver it and forced the default action) or the case's own handler let it kill.
             None => format!("killed by {} (no handler reported it)", signal_name(sig)),
-        })
-    } else if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) != 0 {
-        Verdict::Error(format!(
-            "case exited with status {} without a verdict",
-            libc::WEXITSTATUS(st)
-        ))
-    } else {
-        match got.verdict {
+        }),
+        Ended::Exited(code) if code != 0 => {
+            Verdict::Error(format!("case exited with status {code} without a verdict"))
+        }
+        _ => match got.verdict {
             Some(v) => v,
             None => Verdict::Error("case exited without a verdict".into()),
-        }
+        },
     };
     let verdict = if leftovers {
         diags.push("case left processes running in its process group; killed them".into());

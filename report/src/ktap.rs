@@ -501,7 +501,10 @@ not ok 7 x::w # XPASS reason\n\
             ["b", "c", "partial"]
         );
         let text = "a\r\n\n\x1b[0mb\n  \nc\nd\npartial";
-        assert_eq!(parse_console_tail(text, 30), ["a", "b", "c", "d", "partial"]);
+        assert_eq!(
+            parse_console_tail(text, 30),
+            ["a", "b", "c", "d", "partial"]
+        );
         assert!(parse_console_tail(text, 0).is_empty());
         assert!(parse_console_tail("\n\n\n", 3).is_empty());
         // Fed line by line, as a runner reads a console: the oldest lines go first.
