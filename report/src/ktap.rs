@@ -359,16 +359,17 @@ pub fn write_stream(out: &mut String, meta: &BTreeMap<String, String>, cases: &[
                     .unwrap_or_default()
             );
         }
-        let (ok, directive) = match case.verdict {
-            Verdict::Pass => (true, None),
-            Verdict::Fail => (false, None),
-            Verdict::Skip => (true, Some("SKIP")),
-            Verdict::XFail => (true, Some("XFAIL")),
-            Verdict::XPass => (false, Some("XPASS")),
-            Verdict::Timeout => (false, Some("TIMEOUT")),
-            Verdict::Error => (false, Some("ERROR")),
-        };
-        let line = protocol::result_line(i + 1, &case.id, ok, directive, case.reason.as_deref());
+        // `not ok` exactly for the verdicts that fail a run; every verdict but PASS and FAIL is a
+        // directive.
+        let v = case.verdict;
+        let directive = (!matches!(v, Verdict::Pass | Verdict::Fail)).then(|| v.as_str());
+        let line = protocol::result_line(
+            i + 1,
+            &case.id,
+            !v.is_problem(),
+            directive,
+            case.reason.as_deref(),
+        );
         let _ = writeln!(out, "{line}");
     }
 }
