@@ -38,7 +38,7 @@ pub fn cases() -> Vec<Case> {
         non_allocated,
     ));
     v.push(case!("out_of_range", Needs::PKEYS, out_of_range));
-    v.push(case!("alloc_never_returns_0", Needs::PKEYS, never_zero,));
+    v.push(case!("alloc_never_returns_0", Needs::PKEYS, never_zero));
     v.push(case!("double_free", Needs::PKEYS, double_free));
     v.push(case!(
         "freed_key_reused",

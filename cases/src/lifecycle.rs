@@ -21,8 +21,8 @@ pub fn cases() -> Vec<Case> {
             thread_inherits,
         ),
         case!("fork_copies_pkru", Needs::PKEYS, fork_copies),
-        case!("exec_resets_to_init_pkru", Needs::PKEYS, exec_resets,),
-        case!("nested_signals_start_at_init_pkru", Needs::PKEYS, nested,),
+        case!("exec_resets_to_init_pkru", Needs::PKEYS, exec_resets),
+        case!("nested_signals_start_at_init_pkru", Needs::PKEYS, nested),
         case!(
             "siglongjmp_leaves_handler_pkru",
             Needs::PKEYS,

@@ -20,8 +20,8 @@ use pkeys_harness::{Case, Ctx, Needs, Outcome, Stop, check, check_eq, check_pkru
 /// The cases of this module.
 pub fn cases() -> Vec<Case> {
     vec![
-        case!("peek_poke_protected_page", Needs::PKEYS.ptrace(), peek_poke,),
-        case!("modifies_pkru", Needs::PKEYS.ptrace(), modifies_pkru,),
+        case!("peek_poke_protected_page", Needs::PKEYS.ptrace(), peek_poke),
+        case!("modifies_pkru", Needs::PKEYS.ptrace(), modifies_pkru),
     ]
 }
 

@@ -141,7 +141,7 @@ fn wrong_expectations() -> Vec<Case> {
             AD,
             Populate::No,
             Kind::Anon
-        ),),
+        )),
         case!(
             "wrong::sighandler_pkey0_disabled",
             Needs::PKEYS,
@@ -160,7 +160,7 @@ fn wrong_expectations() -> Vec<Case> {
             Needs::PKEYS,
             crate::remote::write_from_ad,
         ),
-        case!("wrong::args_errno", Needs::PKEYS, crate::args::alloc_flags,),
+        case!("wrong::args_errno", Needs::PKEYS, crate::args::alloc_flags),
         case!(
             "wrong::explore_model",
             Needs::PKEYS,

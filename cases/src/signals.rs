@@ -49,7 +49,7 @@ pub fn cases() -> Vec<Case> {
         }),
         case!("pkru_preserved_after_sigusr1::zero", Needs::PKEYS, |c| {
             pkru_preserved_after_sigusr1(c, Some(0))
-        },),
+        }),
         case!(
             "sigreturn_restores_altstack_first",
             Needs::PKEYS,

@@ -30,7 +30,7 @@ pub fn cases() -> Vec<Case> {
             p,
             pkey_mprotect_minus1_keeps_key,
         ),
-        case!("mprotect_exec_replaces_key", p, mprotect_exec_replaces_key,),
+        case!("mprotect_exec_replaces_key", p, mprotect_exec_replaces_key),
         case!("partial_split_and_merge", p, partial_split_and_merge),
         case!("adjacent_same_key_merge", p, adjacent_same_key_merge),
         case!("mremap_move", p, |c| mremap(c, 1)),

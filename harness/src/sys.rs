@@ -292,7 +292,7 @@ pub fn pwrite_from(fd: i32, buf: *const u8, len: usize, off: i64) -> Result<usiz
 }
 
 fn raw_parts(parts: &[UserBuf<'_>]) -> Vec<(usize, usize)> {
-    parts.iter().map(|b| (b.addr(), b.len())).collect()
+    parts.iter().map(UserBuf::raw).collect()
 }
 
 fn iovecs(parts: &[(usize, usize)]) -> Vec<libc::iovec> {

@@ -90,7 +90,7 @@ pub fn cases() -> Vec<Case> {
         }),
         case!("process_vm_readv::child_reads_parent", pvm.ptrace(), |c| {
             pvm_child(c, false)
-        },),
+        }),
         case!(
             "process_vm_writev::child_writes_parent",
             pvm.ptrace(),
