@@ -6,9 +6,8 @@
 //! end marker and powers the machine off.
 //!
 //! PID 1 must never return or panic (the kernel panics when init exits), so every error is printed
-//! on the console and followed by a power-off. System calls go through `libc` (the suite is started
-//! with `std::process::Command`): the process is single-threaded
-//! and every call is a plain system call.
+//! on the console and followed by a power-off. The process is single-threaded; system calls go
+//! through `libc`, and the suite is started with `std::process::Command`.
 
 use pkeys_common::protocol;
 use std::ffi::{CStr, OsString};

@@ -632,9 +632,7 @@ fn executable(addr: usize) -> bool {
     let Ok(text) = read_proc(maps::SELF_MAPS) else {
         return true;
     };
-    maps::parse(&text)
-        .iter()
-        .any(|v| v.contains(addr) && v.executable())
+    maps::find(&text, addr).is_some_and(|v| v.executable())
 }
 
 fn pipe() -> Result<(i32, i32), Errno> {

@@ -221,7 +221,7 @@ impl Ctx {
     pub fn diag(&mut self, msg: impl AsRef<str>) {
         let line = msg.as_ref().replace('\n', " | ");
         if self.fd >= 0 {
-            crate::isolate::send(self.fd, &format!("D {line}\n"));
+            crate::child::send(self.fd, &format!("D {line}\n"));
         } else {
             self.local.push(line);
         }

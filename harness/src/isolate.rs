@@ -42,9 +42,6 @@ impl Default for Options {
     }
 }
 
-/// Write all of `s` to `fd`, ignoring errors (the parent may be gone).
-pub(crate) use crate::child::send;
-
 /// Make this process the reaper of orphaned descendants, so processes a case leaves behind are
 /// re-parented here and can be reaped (and no zombie piles up under a guest's init).
 pub fn become_subreaper() {
@@ -86,7 +83,7 @@ fn run_child(case: &Case, caps: &Caps, opts: &Options, fd: i32) -> ! {
             ))),
         })
     });
-    send(fd, &child::verdict_line(result));
+    child::send(fd, &child::verdict_line(result));
     sys::exit_now(0)
 }
 
